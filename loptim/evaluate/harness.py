@@ -1,0 +1,133 @@
+"""Train any optimizer on a task over seeds, recording train loss every step and validation loss on a schedule."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from loptim.tasks.base import Task
+
+OptimizerFactory = Callable[..., Any]
+
+
+@dataclass
+class Curve:
+    """One run: train loss per step, validation loss at `valid_step`, cumulative training seconds there.
+
+    `seconds[i]` counts forward, backward and optimizer time up to `valid_step[i]` (validation excluded).
+    A run whose loss turns NaN/inf is stopped and its remaining records are `inf` (`diverged` is True).
+    """
+
+    seed: int
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    valid_step: list[int] = field(default_factory=list)
+    valid_loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    test_loss: float = math.nan
+    metrics: dict[str, float] = field(default_factory=dict)
+    optimizer_seconds: float = 0.0
+    diverged: bool = False
+
+    def final_train_loss(self) -> float:
+        """Mean minibatch training loss over the last 10% of steps (DESIGN.md: 'final training loss')."""
+        tail = self.train_loss[-max(1, len(self.train_loss) // 10) :]
+        return sum(tail) / len(tail) if tail else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Curve:
+        return cls(**data)
+
+
+def validation_steps(steps: int, points: int = 40) -> list[int]:
+    """Every step for runs of <= 100 steps, else `points` + 1 evenly spaced steps including 0 and the end."""
+    if steps <= 100:
+        return list(range(steps + 1))
+    return sorted({round(i * steps / points) for i in range(points + 1)})
+
+
+def _leaf_params(task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone().requires_grad_(True) for k, v in task.init(generator).items()}
+
+
+def run_one(factory: OptimizerFactory, task: Task, steps: int, seed: int) -> Curve:
+    """Train a fresh initialization of `task` with `factory(params, total_steps=steps)` for `steps` steps."""
+    init_gen = torch.Generator().manual_seed(seed)
+    batch_gen = torch.Generator().manual_seed(1_000_003 + seed)
+    params = _leaf_params(task, init_gen)
+    optimizer = factory(list(params.values()), total_steps=steps)
+    wants_loss = getattr(optimizer, "wants_loss", False)
+    observes_validation = hasattr(optimizer, "observe_validation")
+    curve = Curve(seed=seed)
+    valid_at = set(validation_steps(steps))
+    batches = task.batches("train", batch_gen)
+    elapsed = 0.0
+
+    def validate(step: int) -> None:
+        loss = task.evaluate(params, "valid", metrics=False)["loss"] if not curve.diverged else math.inf
+        loss = loss if math.isfinite(loss) else math.inf
+        curve.valid_step.append(step)
+        curve.valid_loss.append(loss)
+        curve.seconds.append(elapsed)
+        if observes_validation and math.isfinite(loss):
+            optimizer.observe_validation(loss)
+
+    validate(0)
+    for step in range(steps):
+        batch = next(batches)
+        start = time.perf_counter()
+        if not curve.diverged:
+            loss = task.loss(params, batch)
+            if not torch.isfinite(loss):
+                curve.diverged = True
+        if curve.diverged:
+            curve.step.append(step)
+            curve.train_loss.append(math.inf)
+        else:
+            optimizer.zero_grad()
+            loss.backward()
+            opt_start = time.perf_counter()
+            if wants_loss:
+                optimizer.step(loss=loss.detach())
+            else:
+                optimizer.step()
+            now = time.perf_counter()
+            curve.optimizer_seconds += now - opt_start
+            elapsed += now - start
+            curve.step.append(step)
+            curve.train_loss.append(float(loss.detach()))
+        if step + 1 in valid_at:
+            validate(step + 1)
+    if curve.diverged:
+        curve.test_loss = math.inf
+    else:
+        test = task.evaluate(params, "test")
+        curve.test_loss = test.pop("loss")
+        curve.metrics = test
+        if not math.isfinite(curve.test_loss):
+            curve.diverged, curve.test_loss = True, math.inf
+    return curve
+
+
+def run(
+    factory: OptimizerFactory,
+    task: Task,
+    steps: int,
+    seeds: Sequence[int],
+    progress: Callable[[], None] | None = None,
+) -> list[Curve]:
+    """`run_one` for each seed; `progress()` is called after each run (for progress bars)."""
+    curves = []
+    for seed in seeds:
+        curves.append(run_one(factory, task, steps, seed))
+        if progress is not None:
+            progress()
+    return curves

@@ -1,0 +1,160 @@
+"""Tune a baseline over learning rate x schedule on the validation split (never the test split), with a run cache."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from loptim.evaluate.harness import Curve
+from loptim.evaluate.jobs import Job, run_jobs
+from loptim.evaluate.speedup import mean_curve
+from loptim.optimizers.baselines import baseline_spec
+from loptim.tasks.data.paths import cache_dir
+
+CACHE_VERSION = 1  # bump when a change to tasks or the harness invalidates cached curves
+SELECT = ("valid", "train")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file and os.replace, so an interrupted write never leaves a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cache_path(job: Job) -> Path:
+    """Where a baseline run's curve is cached: keyed by task, optimizer, hyperparameters, steps and seed."""
+    items = sorted(job.hyperparameters.items())
+    hyper = "-".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
+    name = f"{hyper}-steps={job.steps}-seed={job.seed}.json"
+    return cache_dir() / "runs" / f"tuning-v{CACHE_VERSION}" / job.task / job.optimizer / name
+
+
+def read_cached(job: Job) -> Curve | None:
+    path = cache_path(job)
+    if not path.exists():
+        return None
+    try:
+        return Curve.from_json(json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        path.unlink(missing_ok=True)  # a corrupt cache entry is recomputed
+        return None
+
+
+def write_cached(job: Job, curve: Curve) -> None:
+    atomic_write_text(cache_path(job), json.dumps(curve.to_json()))
+
+
+def run_cached(
+    jobs: Sequence[Job],
+    workers: int = 1,
+    threads: int | None = None,
+    use_cache: bool = True,
+    progress: Callable[[], None] | None = None,
+) -> dict[tuple, Curve]:
+    """Curves of `jobs` by job key: cached ones read back, the rest run (and cached as each finishes)."""
+    results: dict[tuple, Curve] = {}
+    todo = []
+    for job in jobs:
+        curve = read_cached(job) if use_cache else None
+        if curve is None:
+            todo.append(job)
+        else:
+            results[job.key()] = curve
+            if progress is not None:
+                progress()
+
+    def done(job: Job, curve: Curve) -> None:
+        if use_cache:
+            write_cached(job, curve)
+        results[job.key()] = curve
+        if progress is not None:
+            progress()
+
+    run_jobs(todo, workers=workers, threads=threads, on_done=done)
+    return results
+
+
+def score(curves: Sequence[Curve], select: str) -> float:
+    """Final validation loss of the seed-mean curve, or mean final training loss (select='train')."""
+    if select == "valid":
+        value = mean_curve(curves).final_loss
+    elif select == "train":
+        value = sum(c.final_train_loss() for c in curves) / len(curves)
+    else:
+        raise ValueError(f"select must be one of {SELECT}, not '{select}'")
+    return value if math.isfinite(value) else math.inf
+
+
+@dataclass
+class TuneResult:
+    """The winning configuration, its curves, and every configuration's score."""
+
+    name: str
+    lr: float
+    schedule: str
+    curves: list[Curve]
+    grid: list[dict]
+
+    @property
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr, "schedule": self.schedule}
+
+
+def grid_jobs(
+    name: str, task: str, steps: int, seeds: Sequence[int], schedules: Sequence[str], lr_points: int = 7
+) -> list[Job]:
+    """Every (learning rate, schedule, seed) of baseline `name`'s grid as a job."""
+    return [
+        Job(task, name, steps, seed, {"lr": lr, "schedule": schedule})
+        for lr in baseline_spec(name).lr_grid(lr_points)
+        for schedule in schedules
+        for seed in seeds
+    ]
+
+
+def select_best(name: str, jobs: Sequence[Job], curves: dict[tuple, Curve], select: str = "valid") -> TuneResult:
+    """Group `jobs` of one baseline by configuration and pick the lowest score (ties: first in grid order)."""
+    if select not in SELECT:
+        raise ValueError(f"select must be one of {SELECT}, not '{select}'")
+    configs: dict[tuple, list[Curve]] = {}
+    for job in jobs:
+        if job.optimizer == name:
+            config = (job.hyperparameters["lr"], job.hyperparameters["schedule"])
+            configs.setdefault(config, []).append(curves[job.key()])
+    if not configs:
+        raise ValueError(f"no jobs of baseline '{name}' to select from")
+    grid, best = [], None
+    for (lr, schedule), runs in configs.items():
+        value = score(runs, select)
+        grid.append({"lr": lr, "schedule": schedule, "score": value if math.isfinite(value) else None})
+        if best is None or value < best[0]:
+            best = (value, lr, schedule, runs)
+    return TuneResult(name=name, lr=best[1], schedule=best[2], curves=best[3], grid=grid)
+
+
+def tune(
+    name: str,
+    task: str,
+    steps: int,
+    seeds: Sequence[int],
+    schedules: Sequence[str],
+    select: str = "valid",
+    lr_points: int = 7,
+    use_cache: bool = True,
+    workers: int = 1,
+) -> TuneResult:
+    """Run baseline `name`'s whole grid on every seed and return the best configuration by `select`."""
+    jobs = grid_jobs(name, task, steps, seeds, schedules, lr_points)
+    return select_best(name, jobs, run_cached(jobs, workers=workers, use_cache=use_cache), select)
