@@ -1,0 +1,1 @@
+"""What trains a task: hand-designed baselines and learned optimizers, by name."""

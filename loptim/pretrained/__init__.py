@@ -1,0 +1,1 @@
+"""Shipped weights (*.safetensors) of the learned optimizers, each with a JSON card."""
