@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -69,6 +70,30 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"wrote {config.out / 'results.json'} and {config.out / 'curves.png'}")
 
 
+def cmd_meta_train(args: argparse.Namespace) -> None:
+    from loptim.meta.recipes import RECIPES
+    from loptim.meta.trainer import L2LTrainer
+
+    if args.optimizer != "lstm":
+        raise LoptimError(f"no meta-training for '{args.optimizer}' yet; available: lstm")
+    recipe = RECIPES.get(args.recipe)
+    if args.seed is not None:
+        recipe = dataclasses.replace(recipe, seed=args.seed)
+    out = Path(args.out)
+    trainer = L2LTrainer(recipe, out)
+    if args.resume:
+        if not trainer.checkpoint_path.exists():
+            raise LoptimError(f"--resume: no checkpoint at {trainer.checkpoint_path}; run without --resume first")
+        trainer.resume()
+    elif trainer.checkpoint_path.exists():
+        raise LoptimError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+    command = " ".join(["loptim", *(args.argv or [])])
+    finished = trainer.run(max_minutes=args.max_minutes, command=command)
+    state = "finished" if finished else f"stopped at epoch {trainer.epoch} (resume with --resume)"
+    print(f"{recipe.name}: {state}; best held-out score {trainer.best_score:.4f} at epoch {trainer.best_epoch}")
+    print(f"weights: {out / 'best.safetensors'} (+ best.json card); checkpoint: {trainer.checkpoint_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loptim", description=__doc__)
     parser.add_argument(
@@ -97,11 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
     bench.add_argument("--no-cache", action="store_true", help="rerun every tuning configuration")
     bench.set_defaults(func=cmd_bench)
+
+    meta = sub.add_parser("meta-train", help="meta-train a learned optimizer from a named recipe")
+    meta.add_argument("optimizer", choices=["lstm"])
+    meta.add_argument("--recipe", required=True)
+    meta.add_argument("--out", required=True)
+    meta.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    meta.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt exactly")
+    meta.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
+    meta.set_defaults(func=cmd_meta_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:

@@ -1,1 +1,16 @@
 """What trains a task: hand-designed baselines and learned optimizers, by name."""
+
+from loptim.optimizers.lstm import LSTMOptimizer
+from loptim.optimizers.registry import LEARNED
+
+
+def _lstm_factory(weights: str = "lstm-mnist"):
+    def factory(params, *, total_steps: int) -> LSTMOptimizer:
+        return LSTMOptimizer(params, weights=weights, total_steps=total_steps)
+
+    return factory
+
+
+LEARNED.add("lstm", _lstm_factory)
+
+__all__ = ["LEARNED", "LSTMOptimizer"]

@@ -1,0 +1,195 @@
+"""The outer loop: Adam on the meta-parameters over estimated meta-gradients, with evaluation, best-checkpoint
+keeping, atomic checkpoints and exact resume (all randomness derives from (recipe seed, epoch), never from
+global state, so a resumed run repeats the uninterrupted one bit for bit)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
+from loptim.meta.estimators import TruncatedBackprop
+from loptim.meta.recipes import L2LRecipe
+from loptim.meta.unroll import start_unroll
+from loptim.optimizers.lstm import LSTMOptimizerNet
+from loptim.pretrained import save_learned
+from loptim.tasks import get_task
+from loptim.tasks.base import Task
+
+EVAL_SEED_BASE = 10_000_000  # checkpoint selection uses these seeds; `loptim bench` uses 0, 1, 2, ...
+
+
+def epoch_seed(recipe_seed: int, epoch: int) -> int:
+    """The seed of an epoch's inner run (initialization and batches), a pure function of (recipe seed, epoch)."""
+    return (recipe_seed * 1_000_003 + epoch) * 7 + 12_345
+
+
+def rollout_train_loss(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int) -> float:
+    """Train a fresh `task` with the learned optimizer; mean minibatch loss over the last 10% of steps."""
+    unroll = start_unroll(task, net, steps, seed)
+    params, state, losses = unroll.params, unroll.opt_state, []
+    for step in range(steps):
+        params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        loss = task.loss(params, next(unroll.batches))
+        grads = torch.autograd.grad(loss, list(params.values()))
+        losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            return math.inf
+        with torch.no_grad():
+            params, state = net.update(meta_params, state, params, dict(zip(params, grads)), step=step,
+                                       total_steps=steps)  # fmt: skip
+    tail = losses[-max(1, steps // 10) :]
+    return sum(tail) / len(tail)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
+                               cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+class L2LTrainer:
+    """Meta-trains the LSTM optimizer with truncated backprop on one task (or a fresh sample per epoch)."""
+
+    def __init__(self, recipe: L2LRecipe, out: Path) -> None:
+        self.recipe = recipe
+        self.out = Path(out)
+        self.net = LSTMOptimizerNet(recipe.lstm, generator=torch.Generator().manual_seed(recipe.seed))
+        self.meta = {k: v.detach().clone().requires_grad_(True) for k, v in self.net.meta_params().items()}
+        self.adam = torch.optim.Adam(list(self.meta.values()), lr=recipe.meta_lr)
+        self.estimator = TruncatedBackprop(recipe.truncation)
+        self.task = get_task(recipe.task)
+        self.epoch = 0
+        self.seconds = 0.0
+        self.best: dict[str, Tensor] | None = None
+        self.best_score = math.inf
+        self.best_epoch = -1
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.name,
+            "epoch": self.epoch,
+            "seconds": self.seconds,
+            "meta": {k: v.detach().clone() for k, v in self.meta.items()},
+            "adam": self.adam.state_dict(),
+            "best": self.best,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+        }
+
+    def resume(self) -> None:
+        ckpt = load_checkpoint(self.checkpoint_path)
+        if ckpt["recipe"] != self.recipe.name:
+            raise ValueError(f"{self.checkpoint_path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
+        with torch.no_grad():
+            for k, v in ckpt["meta"].items():
+                self.meta[k].copy_(v)
+        self.adam.load_state_dict(ckpt["adam"])
+        self.epoch, self.seconds = ckpt["epoch"], ckpt["seconds"]
+        self.best, self.best_score, self.best_epoch = ckpt["best"], ckpt["best_score"], ckpt["best_epoch"]
+        self.history = ckpt["history"]
+
+    def train_epoch(self) -> dict[str, float]:
+        """One inner run of `horizon` steps; one meta-update per truncation."""
+        recipe = self.recipe
+        unroll = start_unroll(self.task, self.net, recipe.horizon, epoch_seed(recipe.seed, self.epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(recipe.seed, self.epoch) + 3)
+        meta_losses, norms = [], []
+        while not unroll.done:
+            grads, unroll, stats = self.estimator.estimate(self.net, self.meta, unroll, generator)
+            if not math.isfinite(stats["meta_loss"]) or not all(torch.isfinite(g).all() for g in grads.values()):
+                meta_losses.append(math.inf)
+                break  # a diverged inner run is abandoned; the next epoch starts a fresh one
+            for k, p in self.meta.items():
+                p.grad = grads[k]
+            norms.append(float(torch.nn.utils.clip_grad_norm_(list(self.meta.values()), recipe.clip_norm)))
+            self.adam.step()
+            meta_losses.append(stats["meta_loss"] / recipe.truncation)
+        return {"epoch": self.epoch, "meta_loss": sum(meta_losses) / len(meta_losses),
+                "grad_norm": sum(norms) / max(len(norms), 1)}  # fmt: skip
+
+    def evaluate(self) -> float:
+        meta = {k: v.detach() for k, v in self.meta.items()}
+        scores = [
+            rollout_train_loss(self.net, meta, self.task, self.recipe.horizon, EVAL_SEED_BASE + 3 * i)
+            for i in range(self.recipe.eval_runs)
+        ]
+        return sum(scores) / len(scores)
+
+    def run(
+        self,
+        max_minutes: float | None = None,
+        progress: bool = True,
+        command: str | None = None,
+        stop_at_epoch: int | None = None,
+    ) -> bool:
+        """Train until the recipe's epochs are done, `max_minutes` pass or `stop_at_epoch`; True when finished."""
+        recipe = self.recipe
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes else math.inf
+        last = min(recipe.epochs, stop_at_epoch if stop_at_epoch is not None else recipe.epochs)
+        bar = tqdm(total=recipe.epochs, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=not progress)
+        try:
+            while self.epoch < last and time.monotonic() < deadline:
+                start = time.perf_counter()
+                record = self.train_epoch()
+                self.epoch += 1
+                if self.epoch % recipe.eval_every == 0 or self.epoch == recipe.epochs:
+                    record["eval_train_loss"] = score = self.evaluate()
+                    if score < self.best_score:
+                        self.best_score, self.best_epoch = score, self.epoch
+                        self.best = {k: v.detach().clone() for k, v in self.meta.items()}
+                        self.export(command)
+                self.seconds += time.perf_counter() - start
+                self.history.append(record)
+                bar.update(1)
+                bar.set_postfix(meta_loss=f"{record['meta_loss']:.3f}", best=f"{self.best_score:.4f}")
+                if self.epoch % recipe.eval_every == 0 or self.epoch == recipe.epochs:
+                    save_checkpoint(self.checkpoint_path, self.state())
+        finally:
+            bar.close()
+        save_checkpoint(self.checkpoint_path, self.state())
+        return self.epoch >= recipe.epochs
+
+    def export(self, command: str | None = None) -> Path:
+        """Write the best meta-parameters so far as best.safetensors with its JSON card."""
+        recipe = self.recipe
+        net = LSTMOptimizerNet(recipe.lstm)
+        with torch.no_grad():
+            for k, p in net.named_parameters():
+                p.copy_((self.best or self.meta)[k])
+        card = {
+            "optimizer": "lstm (Andrychowicz et al. 2016)",
+            "architecture": asdict(recipe.lstm),
+            "recipe": asdict(recipe),
+            "command": command or " ".join(["loptim", *sys.argv[1:]]),
+            "seed": recipe.seed,
+            "git_commit": git_commit(),
+            "meta_trained_on": [recipe.task],
+            "best_epoch": self.best_epoch,
+            "selection_score": {"mean_final_train_loss_heldout_seeds": self.best_score, "runs": recipe.eval_runs},
+            "meta_training_seconds": round(self.seconds, 1),
+        }
+        path = self.out / "best.safetensors"
+        save_learned(path, "lstm", net, asdict(recipe.lstm), card)
+        (self.out / "history.json").write_text(json.dumps(self.history))
+        return path

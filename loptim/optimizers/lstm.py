@@ -1,0 +1,180 @@
+"""The coordinate-wise LSTM optimizer of Andrychowicz et al. 2016 (L2L): functional core and torch.optim shell.
+
+Two LSTM layers of 20 units (Sec. 3), weights shared across coordinates, hidden and cell state per coordinate,
+input preprocessing with p = 10 (Appendix A), linear output scaled by 0.1: theta <- theta + 0.1 * out.
+All coordinates of all tensors form one batch, processed in cache-sized chunks with state stored chunk-major
+(n_chunks, units, chunk) so every elementwise op runs on contiguous memory (DESIGN.md, performance facts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from loptim.optimizers.flat import FlatOptimizer, flatten, unflatten
+
+State = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    """Architecture and preprocessing; defaults from the paper (Sec. 3, Appendix A)."""
+
+    hidden: int = 20
+    preprocess: str = "log-sign"  # "log-sign": paper's (log|g|/p, sign g) with p = 10; "none": raw gradient
+    p: float = 10.0
+    output_scale: float = 0.1
+    chunk: int = 16384  # coordinates per chunk in the eager path (cache-sized; 8K-16K measured best here)
+
+
+def preprocess_gradient(grad: Tensor, p: float = 10.0) -> Tensor:
+    """Appendix A: (log|g|/p, sign g) if |g| >= e^-p else (-1, e^p g); returns (2, *grad.shape)."""
+    magnitude = grad.abs()
+    large = magnitude >= math.exp(-p)
+    log_part = torch.where(large, magnitude.clamp_min(math.exp(-p)).log() / p, torch.full_like(grad, -1.0))
+    sign_part = torch.where(large, torch.sign(grad), grad * math.exp(p))
+    return torch.stack((log_part, sign_part))
+
+
+def _sigmoid_tanh(gates: Tensor, units: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gate activations with one sigmoid: the cell-input rows were pre-scaled by 2, tanh(z) = 2 sigmoid(2z) - 1."""
+    i, f, o, g = torch.sigmoid(gates).chunk(4)  # one split (its backward is one cat, not four zero-filled slices)
+    return i, f, o, g * 2.0 - 1.0
+
+
+def lstm_chunk(
+    weights: dict[str, Tensor], x: Tensor, state: tuple[Tensor, Tensor, Tensor, Tensor], units: int
+) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Two LSTM layers on a chunk, feature-major: x (inputs, C), states (units, C); returns out (C,).
+
+    One GEMM per layer over [input; hidden] stacked (the copy is cheap next to the GEMM, and a K=2 GEMM alone ran
+    slower than the K=22 one here).
+    """
+    h1, c1, h2, c2 = state
+    i, f, o, g = _sigmoid_tanh(torch.addmm(weights["b1"], weights["w1"], torch.cat((x, h1))), units)
+    c1 = f * c1 + i * g
+    h1 = o * (torch.sigmoid(2.0 * c1) * 2.0 - 1.0)
+    i, f, o, g = _sigmoid_tanh(torch.addmm(weights["b2"], weights["w2"], torch.cat((h1, h2))), units)
+    c2 = f * c2 + i * g
+    h2 = o * (torch.sigmoid(2.0 * c2) * 2.0 - 1.0)
+    out = torch.addmm(weights["bout"], weights["wout"], h2)
+    return out.squeeze(0), (h1, c1, h2, c2)
+
+
+def _scaled(meta_params: dict[str, Tensor], units: int) -> dict[str, Tensor]:
+    """Meta-parameters in the layout lstm_chunk wants: cell-input rows x2 (for the sigmoid tanh), biases as columns."""
+    scale = torch.ones(4 * units, 1, dtype=meta_params["w1"].dtype)
+    scale[3 * units :] = 2.0
+    return {
+        "w1": meta_params["w1"] * scale,
+        "b1": meta_params["b1"].unsqueeze(1) * scale,
+        "w2": meta_params["w2"] * scale,
+        "b2": meta_params["b2"].unsqueeze(1) * scale,
+        "wout": meta_params["wout"],
+        "bout": meta_params["bout"].unsqueeze(1),
+    }
+
+
+class LSTMOptimizerNet(nn.Module):
+    """The learned optimizer: its nn.Parameters are the default meta-parameters; `update` is pure in them."""
+
+    def __init__(self, config: LSTMConfig = LSTMConfig(), generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        units, inputs = config.hidden, 2 if config.preprocess == "log-sign" else 1
+        bound = 1.0 / math.sqrt(units)  # torch.nn.LSTM's default init
+
+        def uniform(*shape: int) -> nn.Parameter:
+            return nn.Parameter((torch.rand(*shape, generator=generator) * 2 - 1) * bound)
+
+        # Gate rows in the order input, forget, output, cell-input; columns [input features; hidden state].
+        self.w1, self.b1 = uniform(4 * units, inputs + units), uniform(4 * units)
+        self.w2, self.b2 = uniform(4 * units, 2 * units), uniform(4 * units)
+        self.wout, self.bout = uniform(1, units), nn.Parameter(torch.zeros(1))
+
+    def meta_params(self) -> dict[str, Tensor]:
+        return dict(self.named_parameters())
+
+    def init_state(self, num_coordinates: int, chunk: int | None = None, dtype: torch.dtype = torch.float32) -> State:
+        """Zero hidden and cell states for `num_coordinates`, padded to whole chunks."""
+        chunk = min(chunk or self.config.chunk, max(num_coordinates, 1))
+        n_chunks = -(-num_coordinates // chunk)
+        zeros = torch.zeros(n_chunks, self.config.hidden, chunk, dtype=dtype)
+        return {"h1": zeros, "c1": zeros.clone(), "h2": zeros.clone(), "c2": zeros.clone()}
+
+    def _inputs(self, grad: Tensor) -> Tensor:
+        if self.config.preprocess == "log-sign":
+            return preprocess_gradient(grad, self.config.p)
+        return grad.unsqueeze(0)
+
+    def step_flat(
+        self, meta_params: dict[str, Tensor], state: State, grad: Tensor, inplace: bool = False
+    ) -> tuple[Tensor, State]:
+        """Flat gradient (N,) -> (flat update (N,), new state); differentiable in meta_params and state.
+
+        Pure unless `inplace` (used by the torch.optim shell, which owns its state): then, with grad disabled,
+        the state tensors are overwritten chunk by chunk instead of reallocated.
+        """
+        n_chunks, units, chunk = state["h1"].shape
+        n = grad.shape[0]
+        padded = torch.nn.functional.pad(grad, (0, n_chunks * chunk - n))
+        x = self._inputs(padded).reshape(-1, n_chunks, chunk).transpose(0, 1).contiguous()  # (n_chunks, inputs, C)
+        weights = _scaled(meta_params, units)
+        names = ("h1", "c1", "h2", "c2")
+        if torch.is_grad_enabled():  # differentiable path (meta-training): new state tensors, chunk by chunk
+            outs, pieces = [], {name: [] for name in names}
+            for k in range(n_chunks):
+                out_k, new = lstm_chunk(weights, x[k], tuple(state[name][k] for name in names), units)
+                outs.append(out_k)
+                for name, value in zip(names, new):
+                    pieces[name].append(value)
+            out = torch.stack(outs)
+            new_state = {name: torch.stack(pieces[name]) for name in names}
+        else:  # eager path: the gate buffers of one chunk stay in cache
+            out = torch.empty(n_chunks, chunk, dtype=grad.dtype)
+            new_state = state if inplace else {name: torch.empty_like(state[name]) for name in names}
+            for k in range(n_chunks):
+                out[k], new = lstm_chunk(weights, x[k], tuple(state[name][k] for name in names), units)
+                for name, value in zip(names, new):
+                    new_state[name][k] = value
+        return self.config.output_scale * out.reshape(-1)[:n], new_state
+
+    def update(
+        self,
+        meta_params: dict[str, Tensor],
+        state: State,
+        params: dict[str, Tensor],
+        grads: dict[str, Tensor],
+        *,
+        step: int = 0,
+        total_steps: int = 0,
+    ) -> tuple[dict[str, Tensor], State]:
+        """theta_{t+1} = theta_t + 0.1 * LSTM(preprocess(grad)); pure in meta_params (Eq. 1 of the paper)."""
+        delta, state = self.step_flat(meta_params, state, flatten(grads))
+        deltas = unflatten(delta, params)
+        return {k: params[k] + deltas[k] for k in params}, state
+
+
+class LSTMOptimizer(FlatOptimizer):
+    """`loptim.LSTMOptimizer(model.parameters(), weights="lstm-mnist")`: the L2L optimizer as a torch.optim class."""
+
+    def __init__(self, params: Iterable[Tensor], weights: str | None = "lstm-mnist", *, total_steps: int = 0):
+        from loptim.pretrained import load_learned
+
+        net = load_learned("lstm", weights) if weights else LSTMOptimizerNet()
+        super().__init__(params, net, name="lstm", weights=weights)
+
+    def _init_flat_state(self, num_coordinates: int) -> State:
+        return self.net.init_state(num_coordinates)
+
+    def _flat_update(self, flat_grad: Tensor) -> Tensor:
+        delta, self.flat_state = self.net.step_flat(self.meta_params, self.flat_state, flat_grad, inplace=True)
+        return delta
+
+
+def config_dict(config: LSTMConfig) -> dict:
+    return asdict(config)
