@@ -38,11 +38,19 @@ class BenchConfig:
 
 
 def optimizer_order(names: tuple[str, ...]) -> list[str]:
-    """The reference (tuned Adam) always runs first, even if not asked for; duplicates dropped."""
+    """The reference (tuned Adam) always runs first, even if not asked for; duplicates dropped.
+
+    A learned optimizer may name its weights after a colon: `lstm:lstm-quadratic` or `lstm:path/to.safetensors`.
+    """
     ordered = [REFERENCE] + [n for n in names if n != REFERENCE]
     for name in ordered:
-        check_optimizer_name(name)
+        check_optimizer_name(name.split(":", 1)[0])
     return list(dict.fromkeys(ordered))
+
+
+def learned_job(task: str, label: str, steps: int, seed: int) -> Job:
+    name, _, weights = label.partition(":")
+    return Job(task, name, steps, seed, {"weights": weights} if weights else {})
 
 
 def bench(config: BenchConfig) -> dict[str, Any]:
@@ -56,7 +64,7 @@ def bench(config: BenchConfig) -> dict[str, Any]:
         if is_baseline(name):
             jobs += grid_jobs(name, task.name, steps, seeds, config.schedules, config.lr_points)
         else:
-            jobs += [Job(task.name, name, steps, seed) for seed in seeds]
+            jobs += [learned_job(task.name, name, steps, seed) for seed in seeds]
     # Learned optimizers' runs are never cached: they depend on shipped weights that change between versions.
     cacheable = [j for j in jobs if is_baseline(j.optimizer)]
     fresh = [j for j in jobs if not is_baseline(j.optimizer)]
@@ -73,7 +81,7 @@ def bench(config: BenchConfig) -> dict[str, Any]:
             result = select_best(name, jobs, curves, config.select)
             tuned[name] = (result.hyperparameters, result.curves)
         else:
-            tuned[name] = ({}, [curves[j.key()] for j in fresh if j.optimizer == name])
+            tuned[name] = ({}, [curves[learned_job(task.name, name, steps, seed).key()] for seed in seeds])
     reference = tuned[REFERENCE][1]
     entries = {name: summarize(hyper, runs, reference) for name, (hyper, runs) in tuned.items()}
     results = build_results(

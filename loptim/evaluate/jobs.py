@@ -43,15 +43,22 @@ def _task(name: str) -> Task:
 
 def execute(job: Job, threads: int | None = None) -> Curve:
     """Run one job in this process (tasks are cached per process, so data loads once)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return run_one(_factory(job), _task(job.task), job.steps, job.seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _factory(job: Job):
     from loptim.optimizers.baselines import make_baseline
     from loptim.optimizers.registry import is_baseline, learned_factory
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    factory = make_baseline(job.optimizer, **job.hyperparameters) if is_baseline(job.optimizer) else None
-    if factory is None:
-        factory = learned_factory(job.optimizer, **job.hyperparameters)
-    return run_one(factory, _task(job.task), job.steps, job.seed)
+    if is_baseline(job.optimizer):
+        return make_baseline(job.optimizer, **job.hyperparameters)
+    return learned_factory(job.optimizer, **job.hyperparameters)
 
 
 def _execute_json(job: Job, threads: int) -> dict:

@@ -24,6 +24,8 @@ def _finite(value: float) -> float | None:
 
 def _stats(values: Sequence[float]) -> dict[str, float | None]:
     array = np.array(values, dtype=float)
+    if not np.isfinite(array).all():
+        return {"mean": None, "std": None}
     return {"mean": _finite(array.mean()), "std": _finite(array.std())}
 
 

@@ -24,6 +24,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file and os.replace, so an interrupted write never leaves a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600 files; results are for sharing
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)

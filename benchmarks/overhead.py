@@ -1,0 +1,182 @@
+"""Per-step cost of each optimizer's update on MLPs of ~100K and ~800K parameters, against torch.optim.Adam and
+this machine's fp32 matmul peak (2048^3) measured in the same run. Medians over alternating repetitions.
+
+    python benchmarks/overhead.py [--reps 7] [--threads N]
+
+Writes benchmarks/results/overhead.json (schema in DESIGN.md) and prints the table. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from loptim.optimizers.lstm import LSTMOptimizer, LSTMOptimizerNet, preprocess_gradient
+
+RESULTS = Path(__file__).parent / "results" / "overhead.json"
+LSTM_FLOPS_PER_COORDINATE = 2 * 80 * 22 + 2 * 80 * 40 + 2 * 20  # gate GEMMs of both layers + output = 9,960
+SIZES = {"100K": (784, 128), "800K": (784, 1024)}  # MLP 784 -> width -> 10
+
+
+def mlp_params(width: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    shapes = [(784, width), (width,), (width, 10), (10,)]
+    params = [torch.randn(*s, generator=g).mul_(0.01).requires_grad_() for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g) * 1e-3
+    return params
+
+
+class NaiveLSTM:
+    """The straightforward whole-batch version: torch.nn.LSTMCell x2 over every coordinate at once (same math)."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        self.params = params
+        self.cells = [torch.nn.LSTMCell(2, 20), torch.nn.LSTMCell(20, 20)]
+        self.out = torch.nn.Linear(20, 1)
+        n = sum(p.numel() for p in params)
+        self.state = [(torch.zeros(n, 20), torch.zeros(n, 20)) for _ in self.cells]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grad = torch.cat([p.grad.reshape(-1) for p in self.params])
+        x = preprocess_gradient(grad).t()
+        for i, cell in enumerate(self.cells):
+            h, c = cell(x, self.state[i])
+            self.state[i] = (h, c)
+            x = h
+        delta = 0.1 * self.out(x).squeeze(1)
+        pieces = torch.split(delta, [p.numel() for p in self.params])
+        torch._foreach_add_(self.params, [d.view_as(p) for d, p in zip(pieces, self.params)])
+
+
+def make(name: str, params: list[torch.Tensor]) -> Callable[[], None]:
+    if name == "adam":
+        opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+        return opt.step
+    if name == "lstm":
+        net = LSTMOptimizerNet(generator=torch.Generator().manual_seed(0))
+        opt = LSTMOptimizer.__new__(LSTMOptimizer)
+        from loptim.optimizers.flat import FlatOptimizer
+
+        FlatOptimizer.__init__(opt, params, net, name="lstm", weights=None)
+        return opt.step
+    if name == "lstm-naive":
+        return NaiveLSTM(params).step
+    raise ValueError(name)
+
+
+def state_bytes_per_param(name: str, n: int) -> float:
+    if name == "adam":
+        return 8.0
+    if name == "lstm":
+        state = LSTMOptimizerNet().init_state(n)
+        return sum(v.numel() * v.element_size() for v in state.values()) / n
+    return 4 * 20 * 4.0  # naive: h and c of two layers, 20 floats each
+
+
+def _peak_worker(name: str, size: str, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    params = mlp_params(SIZES[size][1])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step = make(name, params)
+    step()
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0)
+
+
+def peak_mb(name: str, size: str, threads: int) -> float:
+    """Growth of peak resident memory from building the optimizer and taking one step, in a fresh process."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_peak_worker, args=(name, size, threads, queue))
+    process.start()
+    value = queue.get(timeout=300)
+    process.join()
+    return value
+
+
+def matmul_gflops(reps: int) -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * 2048**3 / statistics.median(times) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    names = ["adam", "lstm", "lstm-naive"]
+    rows = []
+    peak = matmul_gflops(args.reps)
+    for size, (_, width) in SIZES.items():
+        steps = {}
+        params = {}
+        for name in names:
+            params[name] = mlp_params(width)
+            steps[name] = make(name, params[name])
+            steps[name]()  # warm-up (allocations, first-call overheads)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        matmul_times = []
+        for _ in range(args.reps):  # alternate optimizers (and matmul) so drifts in machine load hit all alike
+            for name in names:
+                start = time.perf_counter()
+                steps[name]()
+                times[name].append(time.perf_counter() - start)
+            matmul_times.append(matmul_gflops(1))
+        peak = max(peak, statistics.median(matmul_times))
+        n = sum(p.numel() for p in params["adam"])
+        for name in names:
+            seconds = statistics.median(times[name])
+            flops = LSTM_FLOPS_PER_COORDINATE * n if name.startswith("lstm") else None
+            rows.append(
+                {
+                    "optimizer": name,
+                    "params": n,
+                    "update_ms": seconds * 1e3,
+                    "gflops": flops / seconds / 1e9 if flops else None,
+                    "fraction_of_matmul": None,
+                    "state_bytes_per_param": state_bytes_per_param(name, n),
+                    "peak_mb": peak_mb(name, size, args.threads),
+                }
+            )
+    for row in rows:
+        if row["gflops"] is not None:
+            row["fraction_of_matmul"] = row["gflops"] / peak
+    result = {"matmul_gflops": peak, "threads": args.threads, "reps": args.reps, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"fp32 matmul 2048^3: {peak:.1f} GFLOP/s ({args.threads} threads); medians of {args.reps} alternating reps")
+    print(
+        f"{'optimizer':<12}{'params':>10}{'update ms':>12}{'GFLOP/s':>10}{'% matmul':>10}{'B/param':>9}{'peak MB':>9}"
+    )
+    for row in rows:
+        gf = f"{row['gflops']:.1f}" if row["gflops"] else "-"
+        frac = f"{100 * row['fraction_of_matmul']:.0f}%" if row["fraction_of_matmul"] else "-"
+        print(f"{row['optimizer']:<12}{row['params']:>10}{row['update_ms']:>12.2f}{gf:>10}{frac:>10}"
+              f"{row['state_bytes_per_param']:>9.0f}{row['peak_mb']:>9.1f}")  # fmt: skip
+    by = {(r["optimizer"], r["params"]): r["update_ms"] for r in rows}
+    for size, (_, width) in SIZES.items():
+        n = 784 * width + width + width * 10 + 10
+        print(f"{size}: lstm is {by[('lstm-naive', n)] / by[('lstm', n)]:.1f}x faster than lstm-naive, "
+              f"{by[('lstm', n)] / by[('adam', n)]:.0f}x slower than fused Adam")  # fmt: skip
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
