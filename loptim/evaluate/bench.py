@@ -123,7 +123,7 @@ def format_table(results: dict[str, Any]) -> str:
         rows.append(
             [
                 name,
-                _hyper(e["hyperparameters"]) or "(shipped defaults)",
+                _hyper(e["hyperparameters"]) or "(shipped weights, untuned)",
                 _fmt(e["final_train_loss"]),
                 _fmt(e["final_valid_loss"]),
                 _fmt(e["final_test_loss"]),

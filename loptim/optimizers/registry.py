@@ -19,6 +19,7 @@ def check_optimizer_name(name: str) -> None:
         raise UnknownNameError(f"no optimizer '{name}'; known: {known}")
 
 
-def learned_factory(name: str) -> OptimizerFactory:
-    """The shipped-defaults factory of learned optimizer `name` (run untuned, as a user would)."""
-    return LEARNED.get(name)
+def learned_factory(name: str, **options: str) -> OptimizerFactory:
+    """The factory of learned optimizer `name`: shipped defaults (run untuned, as a user would) unless `options`
+    name other weights."""
+    return LEARNED.get(name, **options)

@@ -39,6 +39,7 @@ def _build(kind: str, config: dict[str, Any]) -> nn.Module:
     if kind == "lstm":
         from loptim.optimizers.lstm import LSTMConfig, LSTMOptimizerNet
 
+        config = {k: v for k, v in config.items() if k != "chunk"}  # a speed setting, not part of the weights
         return LSTMOptimizerNet(LSTMConfig(**config))
     raise WeightsError(f"weights of unknown kind '{kind}'")
 
@@ -79,6 +80,7 @@ def save_learned(path: Path, kind: str, net: nn.Module, config: dict[str, Any], 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     save_file(tensors, tmp, metadata={"kind": kind, "config": json.dumps(config)})
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
     card_path = path.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=1) + "\n")
