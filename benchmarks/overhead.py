@@ -78,7 +78,7 @@ def state_bytes_per_param(name: str, n: int) -> float:
     if name == "adam":
         return 8.0
     if name == "lstm":
-        state = LSTMOptimizerNet().init_state(n)
+        state = LSTMOptimizerNet().zero_state(n)
         return sum(v.numel() * v.element_size() for v in state.values()) / n
     return 4 * 20 * 4.0  # naive: h and c of two layers, 20 floats each
 

@@ -47,7 +47,7 @@ def test_core_matches_lstmcell_reference_across_chunks(grad_enabled):
     net = LSTMOptimizerNet(generator=torch.Generator().manual_seed(0)).double()
     meta = {k: v.detach() for k, v in net.meta_params().items()}
     grad = torch.randn(5000, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.01
-    state = net.init_state(5000, chunk=1536, dtype=torch.float64)  # 4 chunks, the last one padded
+    state = net.zero_state(5000, chunk=1536, dtype=torch.float64)  # 4 chunks, the last one padded
     with torch.set_grad_enabled(grad_enabled):
         delta, _ = net.step_flat(meta, state, grad)
     torch.testing.assert_close(delta, _reference_update(meta, grad))
@@ -115,7 +115,7 @@ def test_saved_weights_round_trip(tmp_path):
 def test_functional_update_is_pure_without_grad():
     net = LSTMOptimizerNet(generator=torch.Generator().manual_seed(0))
     meta = {k: v.detach() for k, v in net.meta_params().items()}
-    state = net.init_state(100, chunk=32)
+    state = net.zero_state(100, chunk=32)
     before = {k: v.clone() for k, v in state.items()}
     params = {"w": torch.zeros(10, 10)}
     grads = {"w": torch.randn(10, 10, generator=torch.Generator().manual_seed(1))}

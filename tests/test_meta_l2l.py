@@ -19,7 +19,7 @@ def _setup(steps):
     net = LSTMOptimizerNet(generator=torch.Generator().manual_seed(0)).double()
     meta = {k: v.detach().clone() for k, v in net.meta_params().items()}
     params = {k: v.double() for k, v in task.init(torch.Generator().manual_seed(1)).items()}
-    state = net.init_state(6, dtype=torch.float64)
+    state = net.zero_state(6, dtype=torch.float64)
 
     def fresh_unroll():
         return UnrollState(task, dict(params), dict(state), 0, steps, task.batches("train", torch.Generator()))
@@ -33,8 +33,8 @@ class _Recorder:
     def __init__(self, net):
         self.net, self.grads = net, []
 
-    def init_state(self, n):
-        return self.net.init_state(n, dtype=torch.float64)
+    def init_state(self, params):
+        return self.net.init_state(params)
 
     def update(self, meta, state, params, grads, **kw):
         self.grads.append({k: g.detach().clone() for k, g in grads.items()})

@@ -32,10 +32,9 @@ class UnrollState:
 def start_unroll(task: Task, lopt: Any, total_steps: int, seed: int, with_valid: bool = False) -> UnrollState:
     """A fresh inner run of `task`: parameters and train (and valid) batch streams all derived from `seed`."""
     params = task.init(torch.Generator().manual_seed(seed))
-    num_coordinates = sum(p.numel() for p in params.values())
     batches = task.batches("train", torch.Generator().manual_seed(seed + 1))
     valid = task.batches("valid", torch.Generator().manual_seed(seed + 2)) if with_valid else None
-    return UnrollState(task, params, lopt.init_state(num_coordinates), 0, total_steps, batches, valid)
+    return UnrollState(task, params, lopt.init_state(params), 0, total_steps, batches, valid)
 
 
 def detach_state(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -99,7 +99,12 @@ class LSTMOptimizerNet(nn.Module):
     def meta_params(self) -> dict[str, Tensor]:
         return dict(self.named_parameters())
 
-    def init_state(self, num_coordinates: int, chunk: int | None = None, dtype: torch.dtype = torch.float32) -> State:
+    def init_state(self, params: dict[str, Tensor]) -> State:
+        """Zero LSTM state for every coordinate of `params` (DESIGN.md interface), in the parameters' dtype."""
+        first = next(iter(params.values()))
+        return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype)
+
+    def zero_state(self, num_coordinates: int, chunk: int | None = None, dtype: torch.dtype = torch.float32) -> State:
         """Zero hidden and cell states for `num_coordinates`, padded to whole chunks."""
         chunk = min(chunk or self.config.chunk, max(num_coordinates, 1))
         n_chunks = -(-num_coordinates // chunk)
@@ -169,7 +174,7 @@ class LSTMOptimizer(FlatOptimizer):
         super().__init__(params, net, name="lstm", weights=weights)
 
     def _init_flat_state(self, num_coordinates: int) -> State:
-        return self.net.init_state(num_coordinates)
+        return self.net.zero_state(num_coordinates)
 
     def _flat_update(self, flat_grad: Tensor) -> Tensor:
         delta, self.flat_state = self.net.step_flat(self.meta_params, self.flat_state, flat_grad, inplace=True)
