@@ -41,6 +41,10 @@ def _build(kind: str, config: dict[str, Any]) -> nn.Module:
 
         config = {k: v for k, v in config.items() if k != "chunk"}  # a speed setting, not part of the weights
         return LSTMOptimizerNet(LSTMConfig(**config))
+    if kind == "mlp":
+        from loptim.optimizers.mlp import MLPConfig, MLPOptimizerNet
+
+        return MLPOptimizerNet(MLPConfig(**config))
     raise WeightsError(f"weights of unknown kind '{kind}'")
 
 
