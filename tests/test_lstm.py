@@ -126,3 +126,21 @@ def test_functional_update_is_pure_without_grad():
         assert not torch.equal(new_state[k], before[k]), k
     assert torch.equal(params["w"], torch.zeros(10, 10))
     assert not torch.equal(new_params["w"], params["w"])
+
+
+def test_eager_path_gives_the_same_bits_on_one_or_two_threads():
+    net = LSTMOptimizerNet(generator=torch.Generator().manual_seed(0))
+    meta = {k: v.detach() for k, v in net.meta_params().items()}
+    grad = torch.randn(10_000, generator=torch.Generator().manual_seed(1)) * 0.01
+    results = []
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                results.append(net.step_flat(meta, net.zero_state(10_000, chunk=1024), grad))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(results[0][0], results[1][0])
+    for k in results[0][1]:
+        assert torch.equal(results[0][1][k], results[1][1][k])

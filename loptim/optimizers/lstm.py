@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import torch
@@ -139,13 +140,24 @@ class LSTMOptimizerNet(nn.Module):
                     pieces[name].append(value)
             out = torch.stack(outs)
             new_state = {name: torch.stack(pieces[name]) for name in names}
-        else:  # eager path: the gate buffers of one chunk stay in cache
+        else:  # eager path: the gate buffers of one chunk stay in cache; threads split the chunks
             out = torch.empty(n_chunks, chunk, dtype=grad.dtype)
             new_state = state if inplace else {name: torch.empty_like(state[name]) for name in names}
-            for k in range(n_chunks):
-                out[k], new = lstm_chunk(weights, x[k], tuple(state[name][k] for name in names), units)
-                for name, value in zip(names, new):
-                    new_state[name][k] = value
+
+            def work(chunks: range) -> None:
+                if threads > 1:
+                    torch.set_num_threads(1)  # this worker thread's ops stay single-threaded
+                for k in chunks:
+                    out[k], new = lstm_chunk(weights, x[k], tuple(state[name][k] for name in names), units)
+                    for name, value in zip(names, new):
+                        new_state[name][k] = value
+
+            threads = min(torch.get_num_threads(), n_chunks)
+            if threads > 1:  # one chunk per op call is too small to split across cores; whole chunks are not
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(work, [range(i, n_chunks, threads) for i in range(threads)]))
+            else:
+                work(range(n_chunks))
         return self.config.output_scale * out.reshape(-1)[:n], new_state
 
     def update(
