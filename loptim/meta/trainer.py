@@ -79,6 +79,7 @@ class L2LTrainer:
         self.best_score = math.inf
         self.best_epoch = -1
         self.history: list[dict[str, float]] = []
+        self.commands: list[str] = []  # every invocation (the first trains; later ones resume)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -95,6 +96,7 @@ class L2LTrainer:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "history": self.history,
+            "commands": self.commands,
         }
 
     def resume(self) -> None:
@@ -108,6 +110,7 @@ class L2LTrainer:
         self.epoch, self.seconds = ckpt["epoch"], ckpt["seconds"]
         self.best, self.best_score, self.best_epoch = ckpt["best"], ckpt["best_score"], ckpt["best_epoch"]
         self.history = ckpt["history"]
+        self.commands = ckpt.get("commands", [])
 
     def train_epoch(self) -> dict[str, float]:
         """One inner run of `horizon` steps; one meta-update per truncation."""
@@ -145,7 +148,8 @@ class L2LTrainer:
     ) -> bool:
         """Train until the recipe's epochs are done, `max_minutes` pass or `stop_at_epoch`; True when finished."""
         recipe = self.recipe
-        deadline = time.monotonic() + 60 * max_minutes if max_minutes else math.inf
+        self.commands.append(command or " ".join(["loptim", *sys.argv[1:]]))
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
         last = min(recipe.epochs, stop_at_epoch if stop_at_epoch is not None else recipe.epochs)
         bar = tqdm(total=recipe.epochs, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=not progress)
         try:
@@ -168,6 +172,8 @@ class L2LTrainer:
         finally:
             bar.close()
         save_checkpoint(self.checkpoint_path, self.state())
+        if self.best is not None:
+            self.export(command)  # the card records how far this run got
         return self.epoch >= recipe.epochs
 
     def export(self, command: str | None = None) -> Path:
@@ -181,11 +187,14 @@ class L2LTrainer:
             "optimizer": "lstm (Andrychowicz et al. 2016)",
             "architecture": asdict(recipe.lstm),
             "recipe": asdict(recipe),
-            "command": command or " ".join(["loptim", *sys.argv[1:]]),
+            "command": self.commands[0] if self.commands else command,
+            "invocations": self.commands,
             "seed": recipe.seed,
             "git_commit": git_commit(),
             "meta_trained_on": [recipe.task],
             "best_epoch": self.best_epoch,
+            "epochs_run": self.epoch,
+            "finished": self.epoch >= recipe.epochs,
             "selection_score": {"mean_final_train_loss_heldout_seeds": self.best_score, "runs": recipe.eval_runs},
             "meta_training_seconds": round(self.seconds, 1),
         }
