@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,24 +83,29 @@ def state_bytes_per_param(name: str, n: int) -> float:
     return 4 * 20 * 4.0  # naive: h and c of two layers, 20 floats each
 
 
-def _peak_worker(name: str, size: str, threads: int, queue) -> None:
+def _high_water_kb() -> int:
+    """Peak resident set of this address space (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _peak_worker(name: str, size: str, threads: int) -> float:
     torch.set_num_threads(threads)
     params = mlp_params(SIZES[size][1])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _high_water_kb()
     step = make(name, params)
     step()
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0)
+    return (_high_water_kb() - before) / 1024.0
 
 
 def peak_mb(name: str, size: str, threads: int) -> float:
-    """Growth of peak resident memory from building the optimizer and taking one step, in a fresh process."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_peak_worker, args=(name, size, threads, queue))
-    process.start()
-    value = queue.get(timeout=300)
-    process.join()
-    return value
+    """Growth of peak resident memory from building the optimizer and taking one step, in a fresh interpreter."""
+    code = f"import overhead; print(overhead._peak_worker({name!r}, {size!r}, {threads}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent)  # fmt: skip
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def matmul_gflops(reps: int) -> float:
