@@ -199,3 +199,14 @@ def test_noisy_quadratic_jitters_only_the_training_targets():
     _, valid_targets = next(task.batches("valid", torch.Generator().manual_seed(0)))
     assert torch.equal(valid_targets, task.targets)
     assert (train_targets - task.targets).std().item() == pytest.approx(1.0, abs=0.35)
+
+
+def test_mlp_column_layout_evaluation_matches_the_row_layout():
+    from loptim.tasks.image import ColumnBatch
+
+    task = get_task("mnist-mlp-2layer")
+    params = {k: v.double() for k, v in task.init(torch.Generator().manual_seed(0)).items()}
+    batch, _ = task.eval_batches("valid")[0]
+    assert isinstance(batch, ColumnBatch)
+    rows = (batch.columns.t().contiguous(), batch.labels)
+    torch.testing.assert_close(task.batch_logits(params, batch), task.batch_logits(params, rows))

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ class ImageTask(Task):
             chunks = []
             for start in range(0, images.shape[0], EVAL_CHUNK):
                 x, y = images[start : start + EVAL_CHUNK], labels[start : start + EVAL_CHUNK]
-                chunks.append(((self.prepare(x), y), float(x.shape[0])))
+                chunks.append((self.eval_batch(self.prepare(x), y), float(x.shape[0])))
             sets[split] = chunks
         return sets
 
@@ -73,10 +74,19 @@ class ImageTask(Task):
         check_split(split)
         return self._eval_sets[split]
 
+    def eval_batch(self, images: Tensor, labels: Tensor) -> Batch:
+        """How an evaluation chunk is stored; MLPs override it with a faster layout."""
+        return images, labels
+
+    def batch_logits(self, params: Params, batch: Batch) -> Tensor:
+        images, _ = batch
+        first = next(iter(params.values()))
+        return self.logits(params, images.to(first.dtype))
+
     def metrics(self, params: Params, split: str) -> dict[str, float]:
         correct, total = 0.0, 0.0
-        for (x, y), weight in self.eval_batches(split):
-            correct += float((self.logits(params, x).argmax(-1) == y).sum())
+        for batch, weight in self.eval_batches(split):
+            correct += float((self.batch_logits(params, batch).argmax(-1) == batch[1]).sum())
             total += weight
         return {"accuracy": correct / total}
 
@@ -84,9 +94,15 @@ class ImageTask(Task):
         raise NotImplementedError
 
     def loss(self, params: Params, batch: Batch) -> Tensor:
-        images, labels = batch
-        first = next(iter(params.values()))
-        return F.cross_entropy(self.logits(params, images.to(first.dtype)), labels)
+        return F.cross_entropy(self.batch_logits(params, batch), batch[1])
+
+
+class ColumnBatch(NamedTuple):
+    """Images flattened feature-major, (784, N) contiguous: the first layer becomes one W^T @ X GEMM, which ran
+    1.6x faster than X @ W for N = 1,000 here. Used for the MLPs' evaluation sets (validated every step)."""
+
+    columns: Tensor
+    labels: Tensor
 
 
 @dataclass(frozen=True)
@@ -136,6 +152,22 @@ class MLPTask(ImageTask):
             if i < layers - 1:
                 x = act(x)
         return x
+
+    def eval_batch(self, images: Tensor, labels: Tensor) -> Batch:
+        return ColumnBatch(images.reshape(images.shape[0], -1).t().contiguous(), labels)
+
+    def batch_logits(self, params: Params, batch: Batch) -> Tensor:
+        if not isinstance(batch, ColumnBatch):
+            return super().batch_logits(params, batch)
+        act = ACTIVATIONS[self.config.activation]
+        first = next(iter(params.values()))
+        x = batch.columns.to(first.dtype)
+        layers = len(self.config.hidden) + 1
+        for i in range(layers):  # the same layers as `logits`, transposed: h^T = W^T x^T + b
+            x = torch.addmm(params[f"b{i}"].unsqueeze(1), params[f"w{i}"].t(), x)
+            if i < layers - 1:
+                x = act(x)
+        return x.t()
 
 
 @dataclass(frozen=True)
