@@ -20,6 +20,12 @@ def unflatten(flat: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: piece.view_as(t) for (k, t), piece in zip(like.items(), torch.split(flat, sizes))}
 
 
+def add_flat(params: dict[str, Tensor], delta: Tensor) -> dict[str, Tensor]:
+    """params + a flat update, tensor by tensor (differentiable; used by every learned optimizer's `update`)."""
+    deltas = unflatten(delta, params)
+    return {k: params[k] + deltas[k] for k in params}
+
+
 class FlatOptimizer(torch.optim.Optimizer):
     """A learned optimizer as torch.optim: `step()` flattens the gradients, asks the core for a flat update, adds it.
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from loptim.optimizers.flat import FlatOptimizer, flatten, unflatten
+from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
 
 State = dict[str, Tensor]
 
@@ -172,8 +172,7 @@ class LSTMOptimizerNet(nn.Module):
     ) -> tuple[dict[str, Tensor], State]:
         """theta_{t+1} = theta_t + 0.1 * LSTM(preprocess(grad)); pure in meta_params (Eq. 1 of the paper)."""
         delta, state = self.step_flat(meta_params, state, flatten(grads))
-        deltas = unflatten(delta, params)
-        return {k: params[k] + deltas[k] for k in params}, state
+        return add_flat(params, delta), state
 
 
 class LSTMOptimizer(FlatOptimizer):

@@ -23,7 +23,7 @@ from loptim.features import (
     segment_ids,
     time_features,
 )
-from loptim.optimizers.flat import FlatOptimizer, flatten, unflatten
+from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
 
 State = dict[str, Tensor]
 
@@ -94,8 +94,7 @@ class MLPOptimizerNet(nn.Module):
         """theta <- theta - 0.001 d exp(0.001 m), (d, m) = MLP(features); pure and differentiable in meta_params."""
         sizes = [p.numel() for p in params.values()]
         delta, state = self.step_flat(meta_params, state, flatten(grads), flatten(params), sizes, step)
-        deltas = unflatten(delta, params)
-        return {k: params[k] + deltas[k] for k in params}, state
+        return add_flat(params, delta), state
 
 
 class MLPOptimizer(FlatOptimizer):
