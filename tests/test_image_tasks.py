@@ -16,14 +16,6 @@ from loptim.tasks.quadratic import QuadraticConfig, QuadraticTask
 GRADIENT_TASKS = ("mnist-mlp", "mnist-mlp-2layer", "mnist-mlp-relu", "small-cnn", "fashion-cnn")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_task(name: str) -> Task:
     task = CNNTask(CNNConfig(channels=(4, 8)), name="small-cnn") if name == "small-cnn" else get_task(name)
     try:

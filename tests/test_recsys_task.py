@@ -18,14 +18,6 @@ SOURCE = DataSource("synthetic", "random interactions", "none", (), "none", "tin
 TASK_CLASSES = (GMFTask, NeuMFTask)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def synthetic_interactions() -> InteractionSplits:
     """Users with 5 to 45 train items (dense enough that negative draws collide), one valid and one test item each."""
     generator = torch.Generator().manual_seed(0)

@@ -17,14 +17,6 @@ TINY = CharLMConfig(d_model=8, layers=2, heads=2, context=6, batch_size=3)
 SOURCE = DataSource("synthetic", "random tokens", "none", (), "none", "tiny")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def synthetic_corpus() -> TextSplits:
     tokens = torch.randint(VOCAB, (3000,), generator=torch.Generator().manual_seed(0))
     return TextSplits(tokens[:2000], tokens[2000:2500], tokens[2500:], tuple("abcdefg"), SOURCE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -190,7 +190,3 @@ class LSTMOptimizer(FlatOptimizer):
     def _flat_update(self, flat_grad: Tensor) -> Tensor:
         delta, self.flat_state = self.net.step_flat(self.meta_params, self.flat_state, flat_grad, inplace=True)
         return delta
-
-
-def config_dict(config: LSTMConfig) -> dict:
-    return asdict(config)

@@ -68,15 +68,6 @@ class Task(ABC):
         params = self.init(torch.Generator().manual_seed(0))
         return sum(p.numel() for p in params.values())
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "data": self.data_source,
-            "params": self.num_params(),
-            "steps": self.default_steps,
-            "batch": self.batch_size,
-        }
-
 
 class TaskFamily(ABC):
     """A distribution over task variants (sizes, depths, activations, batch sizes, lengths) for meta-training."""
