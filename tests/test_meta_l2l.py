@@ -8,7 +8,7 @@ import torch
 from loptim.meta.estimators import TruncatedBackprop
 from loptim.meta.recipes import RECIPES
 from loptim.meta.trainer import L2LTrainer
-from loptim.meta.unroll import UnrollState
+from loptim.meta.unroll import UnrollState, draw_truncation
 from loptim.optimizers.lstm import LSTMOptimizerNet
 from loptim.tasks.quadratic import QuadraticConfig, QuadraticTask
 
@@ -25,6 +25,12 @@ def _setup(steps):
         return UnrollState(task, dict(params), dict(state), 0, steps, task.batches("train", torch.Generator()))
 
     return task, net, meta, fresh_unroll
+
+
+def _estimate(net, meta, unroll, length):
+    """TruncatedBackprop on one inner run: (meta-gradient, end state, stats)."""
+    result = TruncatedBackprop().estimate(net, meta, [unroll], [draw_truncation(unroll, length, False)], None)
+    return result.grads, result.unrolls[0], result.stats
 
 
 class _Recorder:
@@ -61,7 +67,7 @@ def _replay(task, net, meta, unroll, recorded=None, create_graph=False):
 def test_tbptt_gradient_matches_finite_differences_of_the_surrogate():
     task, net, meta, fresh_unroll = _setup(steps=3)
     recorder = _Recorder(net)
-    grads, _, _ = TruncatedBackprop(length=3).estimate(recorder, meta, fresh_unroll(), torch.Generator())
+    grads, _, _ = _estimate(recorder, meta, fresh_unroll(), 3)
     assert all(fn is None for fn in recorder.grad_fns)  # inner gradients carry no graph: no second derivatives
     recorded = recorder.grads
     h = 1e-6
@@ -84,7 +90,7 @@ def test_tbptt_gradient_matches_finite_differences_of_the_surrogate():
 
 def test_full_second_order_gradient_differs_so_the_test_can_fail():
     task, net, meta, fresh_unroll = _setup(steps=3)
-    grads, _, _ = TruncatedBackprop(length=3).estimate(net, meta, fresh_unroll(), torch.Generator())
+    grads, _, _ = _estimate(net, meta, fresh_unroll(), 3)
     leaves = {k: v.clone().requires_grad_(True) for k, v in meta.items()}
     full = _replay(task, net, leaves, fresh_unroll(), create_graph=True)
     full_grads = dict(zip(leaves, torch.autograd.grad(full, list(leaves.values()))))
@@ -94,11 +100,10 @@ def test_full_second_order_gradient_differs_so_the_test_can_fail():
 
 def test_truncations_carry_state_and_match_one_long_unroll_loss():
     task, net, meta, fresh_unroll = _setup(steps=4)
-    estimator = TruncatedBackprop(length=2)
     unroll = fresh_unroll()
-    _, unroll, first = estimator.estimate(net, meta, unroll, torch.Generator())
+    _, unroll, first = _estimate(net, meta, unroll, 2)
     assert unroll.step == 2 and not unroll.done
-    _, unroll, second = estimator.estimate(net, meta, unroll, torch.Generator())
+    _, unroll, second = _estimate(net, meta, unroll, 2)
     assert unroll.done
     whole = _replay(task, net, meta, fresh_unroll()).detach()
     torch.testing.assert_close(torch.tensor(first["meta_loss"] + second["meta_loss"], dtype=torch.float64), whole)

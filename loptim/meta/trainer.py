@@ -1,6 +1,10 @@
 """The outer loop: Adam on the meta-parameters over estimated meta-gradients, with evaluation, best-checkpoint
 keeping, atomic checkpoints and exact resume (all randomness derives from (recipe seed, epoch), never from
-global state, so a resumed run repeats the uninterrupted one bit for bit)."""
+global state, so a resumed run repeats the uninterrupted one bit for bit).
+
+`OuterTrainer` holds what every recipe shares; `L2LTrainer` (here) and `MetzTrainer` (meta/metz.py) say what one
+epoch is and how a checkpoint is scored.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
 from loptim.meta.estimators import TruncatedBackprop
 from loptim.meta.recipes import L2LRecipe
-from loptim.meta.unroll import start_unroll
+from loptim.meta.unroll import draw_truncation, start_unroll
 from loptim.optimizers.lstm import LSTMOptimizerNet
 from loptim.pretrained import save_learned
 from loptim.tasks import get_task
@@ -34,8 +38,9 @@ def epoch_seed(recipe_seed: int, epoch: int) -> int:
     return (recipe_seed * 1_000_003 + epoch) * 7 + 12_345
 
 
-def rollout_train_loss(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int) -> float:
-    """Train a fresh `task` with the learned optimizer; mean minibatch loss over the last 10% of steps."""
+def rollout(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int) -> tuple[float, dict]:
+    """Train a fresh `task` with the learned optimizer: (mean minibatch loss over the last 10% of steps, params);
+    inf if the run diverges."""
     unroll = start_unroll(task, net, steps, seed)
     params, state, losses = unroll.params, unroll.opt_state, []
     for step in range(steps):
@@ -44,12 +49,16 @@ def rollout_train_loss(net: Any, meta_params: dict[str, Tensor], task: Task, ste
         grads = torch.autograd.grad(loss, list(params.values()))
         losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
-            return math.inf
+            return math.inf, params
         with torch.no_grad():
             params, state = net.update(meta_params, state, params, dict(zip(params, grads)), step=step,
                                        total_steps=steps)  # fmt: skip
     tail = losses[-max(1, steps // 10) :]
-    return sum(tail) / len(tail)
+    return sum(tail) / len(tail), params
+
+
+def rollout_train_loss(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int) -> float:
+    return rollout(net, meta_params, task, steps, seed)[0]
 
 
 def git_commit() -> str:
@@ -62,17 +71,22 @@ def git_commit() -> str:
         return "unknown"
 
 
-class L2LTrainer:
-    """Meta-trains the LSTM optimizer with truncated backprop on one task (or a fresh sample per epoch)."""
+class OuterTrainer:
+    """Adam over the meta-parameters of `net`, epochs counted, best held-out checkpoint kept and exported.
 
-    def __init__(self, recipe: L2LRecipe, out: Path) -> None:
+    Subclasses set `kind` and implement `train_epoch`, `evaluate` and `card_fields`; they may add state through
+    `extra_state` / `load_extra_state`.
+    """
+
+    kind = ""
+
+    def __init__(self, recipe: Any, out: Path, net: nn.Module, config: Any) -> None:
         self.recipe = recipe
         self.out = Path(out)
-        self.net = LSTMOptimizerNet(recipe.lstm, generator=torch.Generator().manual_seed(recipe.seed))
-        self.meta = {k: v.detach().clone().requires_grad_(True) for k, v in self.net.meta_params().items()}
-        self.adam = torch.optim.Adam(list(self.meta.values()), lr=recipe.meta_lr)
-        self.estimator = TruncatedBackprop(recipe.truncation)
-        self.task = get_task(recipe.task)
+        self.net = net
+        self.config = config
+        self.meta = {k: v.detach().clone().requires_grad_(True) for k, v in net.meta_params().items()}
+        self.adam = torch.optim.Adam(list(self.meta.values()), lr=recipe.meta_lr, betas=self.adam_betas())
         self.epoch = 0
         self.seconds = 0.0
         self.best: dict[str, Tensor] | None = None
@@ -81,9 +95,39 @@ class L2LTrainer:
         self.history: list[dict[str, float]] = []
         self.commands: list[str] = []  # every invocation (the first trains; later ones resume)
 
+    def adam_betas(self) -> tuple[float, float]:
+        return (0.9, 0.999)
+
     @property
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
+
+    @property
+    def total_epochs(self) -> int:
+        return self.recipe.epochs
+
+    def train_epoch(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self) -> float:
+        raise NotImplementedError
+
+    def card_fields(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def apply_gradient(self, grads: dict[str, Tensor]) -> float:
+        """One clipped Adam step on the meta-parameters; returns the pre-clip gradient norm."""
+        for k, p in self.meta.items():
+            p.grad = grads[k]
+        norm = float(torch.nn.utils.clip_grad_norm_(list(self.meta.values()), self.recipe.clip_norm))
+        self.adam.step()
+        return norm
 
     def state(self) -> dict[str, Any]:
         return {
@@ -97,6 +141,7 @@ class L2LTrainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "commands": self.commands,
+            **self.extra_state(),
         }
 
     def resume(self) -> None:
@@ -111,33 +156,7 @@ class L2LTrainer:
         self.best, self.best_score, self.best_epoch = ckpt["best"], ckpt["best_score"], ckpt["best_epoch"]
         self.history = ckpt["history"]
         self.commands = ckpt.get("commands", [])
-
-    def train_epoch(self) -> dict[str, float]:
-        """One inner run of `horizon` steps; one meta-update per truncation."""
-        recipe = self.recipe
-        unroll = start_unroll(self.task, self.net, recipe.horizon, epoch_seed(recipe.seed, self.epoch))
-        generator = torch.Generator().manual_seed(epoch_seed(recipe.seed, self.epoch) + 3)
-        meta_losses, norms = [], []
-        while not unroll.done:
-            grads, unroll, stats = self.estimator.estimate(self.net, self.meta, unroll, generator)
-            if not math.isfinite(stats["meta_loss"]) or not all(torch.isfinite(g).all() for g in grads.values()):
-                meta_losses.append(math.inf)
-                break  # a diverged inner run is abandoned; the next epoch starts a fresh one
-            for k, p in self.meta.items():
-                p.grad = grads[k]
-            norms.append(float(torch.nn.utils.clip_grad_norm_(list(self.meta.values()), recipe.clip_norm)))
-            self.adam.step()
-            meta_losses.append(stats["meta_loss"] / recipe.truncation)
-        return {"epoch": self.epoch, "meta_loss": sum(meta_losses) / len(meta_losses),
-                "grad_norm": sum(norms) / max(len(norms), 1)}  # fmt: skip
-
-    def evaluate(self) -> float:
-        meta = {k: v.detach() for k, v in self.meta.items()}
-        scores = [
-            rollout_train_loss(self.net, meta, self.task, self.recipe.horizon, EVAL_SEED_BASE + 3 * i)
-            for i in range(self.recipe.eval_runs)
-        ]
-        return sum(scores) / len(scores)
+        self.load_extra_state(ckpt)
 
     def run(
         self,
@@ -147,58 +166,106 @@ class L2LTrainer:
         stop_at_epoch: int | None = None,
     ) -> bool:
         """Train until the recipe's epochs are done, `max_minutes` pass or `stop_at_epoch`; True when finished."""
-        recipe = self.recipe
+        recipe, total = self.recipe, self.total_epochs
         self.commands.append(command or " ".join(["loptim", *sys.argv[1:]]))
         deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
-        last = min(recipe.epochs, stop_at_epoch if stop_at_epoch is not None else recipe.epochs)
-        bar = tqdm(total=recipe.epochs, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=not progress)
+        last = min(total, stop_at_epoch if stop_at_epoch is not None else total)
+        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=not progress)
         try:
             while self.epoch < last and time.monotonic() < deadline:
                 start = time.perf_counter()
                 record = self.train_epoch()
                 self.epoch += 1
-                if self.epoch % recipe.eval_every == 0 or self.epoch == recipe.epochs:
-                    record["eval_train_loss"] = score = self.evaluate()
+                evaluate = self.epoch % recipe.eval_every == 0 or self.epoch == total
+                if evaluate:
+                    record["eval_score"] = score = self.evaluate()
                     if score < self.best_score:
                         self.best_score, self.best_epoch = score, self.epoch
                         self.best = {k: v.detach().clone() for k, v in self.meta.items()}
-                        self.export(command)
                 self.seconds += time.perf_counter() - start
+                record["seconds"] = round(self.seconds, 2)
                 self.history.append(record)
                 bar.update(1)
                 bar.set_postfix(meta_loss=f"{record['meta_loss']:.3f}", best=f"{self.best_score:.4f}")
-                if self.epoch % recipe.eval_every == 0 or self.epoch == recipe.epochs:
+                if evaluate:
+                    if self.best_epoch == self.epoch:
+                        self.export(command)
                     save_checkpoint(self.checkpoint_path, self.state())
         finally:
             bar.close()
         save_checkpoint(self.checkpoint_path, self.state())
         if self.best is not None:
             self.export(command)  # the card records how far this run got
-        return self.epoch >= recipe.epochs
+        return self.epoch >= total
 
     def export(self, command: str | None = None) -> Path:
         """Write the best meta-parameters so far as best.safetensors with its JSON card."""
-        recipe = self.recipe
-        net = LSTMOptimizerNet(recipe.lstm)
+        net = type(self.net)(self.config)
         with torch.no_grad():
             for k, p in net.named_parameters():
                 p.copy_((self.best or self.meta)[k])
         card = {
-            "optimizer": "lstm (Andrychowicz et al. 2016)",
-            "architecture": asdict(recipe.lstm),
-            "recipe": asdict(recipe),
+            **self.card_fields(),
+            "architecture": asdict(self.config),
+            "recipe": asdict(self.recipe),
             "command": self.commands[0] if self.commands else command,
             "invocations": self.commands,
-            "seed": recipe.seed,
+            "seed": self.recipe.seed,
             "git_commit": git_commit(),
-            "meta_trained_on": [recipe.task],
             "best_epoch": self.best_epoch,
             "epochs_run": self.epoch,
-            "finished": self.epoch >= recipe.epochs,
-            "selection_score": {"mean_final_train_loss_heldout_seeds": self.best_score, "runs": recipe.eval_runs},
+            "finished": self.epoch >= self.total_epochs,
             "meta_training_seconds": round(self.seconds, 1),
         }
         path = self.out / "best.safetensors"
-        save_learned(path, "lstm", net, asdict(recipe.lstm), card)
+        save_learned(path, self.kind, net, asdict(self.config), card)
         (self.out / "history.json").write_text(json.dumps(self.history))
         return path
+
+
+class L2LTrainer(OuterTrainer):
+    """Meta-trains the LSTM optimizer with truncated backprop on one task (a fresh initialization per epoch)."""
+
+    kind = "lstm"
+
+    def __init__(self, recipe: L2LRecipe, out: Path) -> None:
+        net = LSTMOptimizerNet(recipe.lstm, generator=torch.Generator().manual_seed(recipe.seed))
+        super().__init__(recipe, out, net, recipe.lstm)
+        self.estimator = TruncatedBackprop()
+        self.task = get_task(recipe.task)
+
+    def train_epoch(self) -> dict[str, float]:
+        """One inner run of `horizon` steps; one meta-update per truncation."""
+        recipe = self.recipe
+        unroll = start_unroll(self.task, self.net, recipe.horizon, epoch_seed(recipe.seed, self.epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(recipe.seed, self.epoch) + 3)
+        meta_losses, norms = [], []
+        while not unroll.done:
+            truncation = draw_truncation(unroll, recipe.truncation, with_valid=False)
+            estimate = self.estimator.estimate(self.net, self.meta, [unroll], [truncation], generator)
+            unroll = estimate.unrolls[0]
+            grads = estimate.grads
+            finite = math.isfinite(estimate.stats["meta_loss"]) and all(torch.isfinite(g).all() for g in grads.values())
+            if not finite:
+                meta_losses.append(math.inf)
+                break  # a diverged inner run is abandoned; the next epoch starts a fresh one
+            norms.append(self.apply_gradient(grads))
+            meta_losses.append(estimate.stats["meta_loss"] / recipe.truncation)
+        return {"epoch": self.epoch, "meta_loss": sum(meta_losses) / len(meta_losses),
+                "grad_norm": sum(norms) / max(len(norms), 1)}  # fmt: skip
+
+    def evaluate(self) -> float:
+        """Mean final training loss over held-out initializations (the paper's objective on unseen seeds)."""
+        meta = {k: v.detach() for k, v in self.meta.items()}
+        scores = [
+            rollout_train_loss(self.net, meta, self.task, self.recipe.horizon, EVAL_SEED_BASE + 3 * i)
+            for i in range(self.recipe.eval_runs)
+        ]
+        return sum(scores) / len(scores)
+
+    def card_fields(self) -> dict[str, Any]:
+        return {
+            "optimizer": "lstm (Andrychowicz et al. 2016)",
+            "meta_trained_on": [self.recipe.task],
+            "selection_score": {"mean_final_train_loss_heldout_seeds": self.best_score, "runs": self.recipe.eval_runs},
+        }

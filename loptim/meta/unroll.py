@@ -1,10 +1,11 @@
-"""An inner training run in progress, as data: the task, its parameters, the learned optimizer's state, the step."""
+"""An inner training run in progress, as data, and one truncation of it: the unit every meta-gradient estimator
+differentiates or perturbs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -14,15 +15,20 @@ from loptim.tasks.base import Task
 
 @dataclass
 class UnrollState:
-    """Carried between truncations (detached); the inner run restarts when `step` reaches `total_steps`."""
+    """Carried between truncations (detached); the inner run restarts when `step` reaches `total_steps`.
+
+    Batches come from the `batches` iterators when given (L2L: one stream per inner run); otherwise each truncation
+    draws them from a generator seeded by (`seed`, step), so the state is plain data that a checkpoint can hold.
+    """
 
     task: Task
     params: dict[str, Tensor]
     opt_state: dict[str, Tensor]
     step: int
     total_steps: int
-    batches: Iterator[Any]
+    batches: Iterator[Any] | None = None
     valid_batches: Iterator[Any] | None = None
+    seed: int = 0
 
     @property
     def done(self) -> bool:
@@ -34,8 +40,104 @@ def start_unroll(task: Task, lopt: Any, total_steps: int, seed: int, with_valid:
     params = task.init(torch.Generator().manual_seed(seed))
     batches = task.batches("train", torch.Generator().manual_seed(seed + 1))
     valid = task.batches("valid", torch.Generator().manual_seed(seed + 2)) if with_valid else None
-    return UnrollState(task, params, lopt.init_state(params), 0, total_steps, batches, valid)
+    return UnrollState(task, params, lopt.init_state(params), 0, total_steps, batches, valid, seed)
+
+
+def start_seeded_unroll(task: Task, lopt: Any, total_steps: int, seed: int) -> UnrollState:
+    """A fresh inner run whose batches are drawn per truncation from (seed, step): resumable from its data alone."""
+    params = task.init(torch.Generator().manual_seed(seed))
+    return UnrollState(task, params, lopt.init_state(params), 0, total_steps, seed=seed)
 
 
 def detach_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach() for k, v in state.items()}
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """The batches of one truncation, drawn before any estimator runs so every perturbation of the meta-parameters
+    sees the same data (antithetic ES needs L(phi + eps) and L(phi - eps) on identical batches)."""
+
+    train: list[Any]
+    valid: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+
+def _stream(unroll: UnrollState, split: str, offset: int) -> Iterator[Any]:
+    seed = ((unroll.seed * 1_000_003 + unroll.step) * 4 + offset) % (2**63 - 1)
+    return unroll.task.batches(split, torch.Generator().manual_seed(seed))
+
+
+def draw_truncation(unroll: UnrollState, length: int, with_valid: bool) -> Truncation:
+    """The next `length` train batches (and as many valid batches), clipped at the end of the inner run."""
+    length = min(length, unroll.total_steps - unroll.step)
+    train_stream = unroll.batches if unroll.batches is not None else _stream(unroll, "train", 1)
+    train = [next(train_stream) for _ in range(length)]
+    valid = None
+    if with_valid:
+        valid_stream = unroll.valid_batches if unroll.valid_batches is not None else _stream(unroll, "valid", 2)
+        valid = [next(valid_stream) for _ in range(length)]
+    return Truncation(train, valid)
+
+
+@dataclass(frozen=True)
+class MetaObjective:
+    """What a truncation's meta-loss measures (Metz et al. 2019, Sec. 4 and 5).
+
+    split "train": f(theta_t) on the batch the inner optimizer trains on (L2L's objective); "valid": the loss of the
+    updated parameters on a validation batch, which the inner optimizer never sees. Each step's loss is clipped at
+    `clip` (the official code's min(L, 10)) and the steps are summed (L2L, w_t = 1) or averaged (Metz).
+    """
+
+    split: Literal["train", "valid"] = "train"
+    clip: float | None = None
+    reduce: Literal["sum", "mean"] = "sum"
+
+
+L2L_OBJECTIVE = MetaObjective("train", None, "sum")
+METZ_OBJECTIVE = MetaObjective("valid", 10.0, "mean")
+
+
+def run_truncation(
+    lopt: Any,
+    meta_params: dict[str, Tensor],
+    unroll: UnrollState,
+    truncation: Truncation,
+    objective: MetaObjective = L2L_OBJECTIVE,
+    second_order: bool = False,
+) -> tuple[Tensor, UnrollState]:
+    """Run the truncation's inner steps from `unroll`; return the meta-loss and the detached end state.
+
+    Differentiable in `meta_params` when grad is enabled. With `second_order` False each inner gradient is a
+    constant (L2L's Figure 2 drops the gradient through the optimizee's gradient); with True the meta-gradient
+    flows through it too (the full unrolled computation graph Metz et al. 2019 analyse, Sec. 2). The inner
+    optimizer only ever receives gradients of train batches.
+    """
+    differentiable = torch.is_grad_enabled()
+    params = {k: v.detach().requires_grad_(True) for k, v in unroll.params.items()}
+    state, step = unroll.opt_state, unroll.step
+    total, count = torch.zeros(()), 0
+
+    def add(term: Tensor) -> Tensor:  # summed in step order, so L2L's sum is what it always was
+        return total + (term if objective.clip is None else torch.clamp(term, max=objective.clip))
+    for t, batch in enumerate(truncation.train):
+        with torch.enable_grad():
+            loss = unroll.task.loss(params, batch)
+            grads = torch.autograd.grad(loss, list(params.values()), retain_graph=differentiable,
+                                        create_graph=second_order and differentiable)  # fmt: skip
+        if objective.split == "train":
+            total, count = add(loss if differentiable else loss.detach()), count + 1
+        params, state = lopt.update(meta_params, state, params, dict(zip(params, grads)), step=step,
+                                    total_steps=unroll.total_steps)  # fmt: skip
+        if objective.split == "valid":
+            if truncation.valid is None:
+                raise ValueError("a validation objective needs a truncation drawn with valid batches")
+            total, count = add(unroll.task.loss(params, truncation.valid[t])), count + 1
+        step += 1
+        if not differentiable:
+            params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+    meta_loss = total if objective.reduce == "sum" else total / max(count, 1)
+    end = replace(unroll, params={k: v.detach() for k, v in params.items()}, opt_state=detach_state(state), step=step)
+    return meta_loss, end
