@@ -71,16 +71,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_meta_train(args: argparse.Namespace) -> None:
-    from loptim.meta.recipes import RECIPES
+    from loptim.meta.metz import MetzTrainer
+    from loptim.meta.recipes import RECIPES, L2LRecipe, MetzRecipe
     from loptim.meta.trainer import L2LTrainer
 
-    if args.optimizer != "lstm":
-        raise LoptimError(f"no meta-training for '{args.optimizer}' yet; available: lstm")
     recipe = RECIPES.get(args.recipe)
+    trainers = {"lstm": (L2LRecipe, L2LTrainer), "mlp": (MetzRecipe, MetzTrainer)}
+    recipe_type, trainer_type = trainers[args.optimizer]
+    if not isinstance(recipe, recipe_type):
+        known = ", ".join(n for n in RECIPES.names() if isinstance(RECIPES.get(n), recipe_type))
+        raise LoptimError(f"recipe '{args.recipe}' does not train '{args.optimizer}'; its recipes: {known}")
     if args.seed is not None:
         recipe = dataclasses.replace(recipe, seed=args.seed)
     out = Path(args.out)
-    trainer = L2LTrainer(recipe, out)
+    trainer = trainer_type(recipe, out)
     if args.resume:
         if not trainer.checkpoint_path.exists():
             raise LoptimError(f"--resume: no checkpoint at {trainer.checkpoint_path}; run without --resume first")
@@ -124,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     meta = sub.add_parser("meta-train", help="meta-train a learned optimizer from a named recipe")
-    meta.add_argument("optimizer", choices=["lstm"])
+    meta.add_argument("optimizer", choices=["lstm", "mlp"])
     meta.add_argument("--recipe", required=True)
     meta.add_argument("--out", required=True)
     meta.add_argument("--seed", type=int, default=None, help="override the recipe's seed")

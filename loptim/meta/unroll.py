@@ -122,6 +122,7 @@ def run_truncation(
 
     def add(term: Tensor) -> Tensor:  # summed in step order, so L2L's sum is what it always was
         return total + (term if objective.clip is None else torch.clamp(term, max=objective.clip))
+
     for t, batch in enumerate(truncation.train):
         with torch.enable_grad():
             loss = unroll.task.loss(params, batch)

@@ -220,13 +220,21 @@ class ImageMLPFamily(TaskFamily):
 
     name = "mnist-mlp"
 
-    def __init__(self, dataset: str = "mnist", steps: tuple[int, int] = (100, 400)) -> None:
+    def __init__(
+        self,
+        dataset: str = "mnist",
+        steps: tuple[int, int] = (100, 400),
+        widths: tuple[int, int] = (16, 128),
+        depths: tuple[int, ...] = (1, 2, 3),
+    ) -> None:
         self.dataset = dataset
         self.steps = steps
+        self.widths = widths
+        self.depths = depths
 
     def sample(self, generator: torch.Generator) -> Task:
-        depth = choice(generator, (1, 2, 3))
-        width = log_uniform_int(generator, 16, 128)
+        depth = choice(generator, self.depths)
+        width = log_uniform_int(generator, *self.widths)
         config = MLPConfig(
             dataset=self.dataset,
             hidden=(width,) * depth,
@@ -243,13 +251,16 @@ class ImageCNNFamily(TaskFamily):
 
     name = "mnist-cnn"
 
-    def __init__(self, dataset: str = "mnist", steps: tuple[int, int] = (100, 400)) -> None:
+    def __init__(
+        self, dataset: str = "mnist", steps: tuple[int, int] = (100, 400), widths: tuple[int, ...] = (8, 16, 32)
+    ) -> None:
         self.dataset = dataset
         self.steps = steps
+        self.widths = widths
 
     def sample(self, generator: torch.Generator) -> Task:
         depth = choice(generator, (2, 3))
-        width = choice(generator, (8, 16, 32))
+        width = choice(generator, self.widths)
         config = CNNConfig(
             dataset=self.dataset,
             channels=tuple(width * min(2**i, 2) for i in range(depth)),
@@ -257,6 +268,22 @@ class ImageCNNFamily(TaskFamily):
             steps=log_uniform_int(generator, *self.steps),
         )
         return CNNTask(config)
+
+
+class ImageMixFamily(TaskFamily):
+    """Small MLPs (1-2 layers of 16-64) or CNNs (2-3 layers, 8-16 base channels), even odds, on one image data set:
+    the Metz 2019 meta-training distribution here, sized so an outer step costs seconds on one core."""
+
+    name = "mnist-mix"
+
+    def __init__(self, dataset: str = "mnist", steps: tuple[int, int] = (100, 600)) -> None:
+        self.families = (
+            ImageMLPFamily(dataset, steps, widths=(16, 64), depths=(1, 2)),
+            ImageCNNFamily(dataset, steps, widths=(8, 16)),
+        )
+
+    def sample(self, generator: torch.Generator) -> Task:
+        return choice(generator, self.families).sample(generator)
 
 
 def _register() -> None:
@@ -274,6 +301,7 @@ def _register() -> None:
         TASKS.add(name, lambda config=config, name=name: CNNTask(config, name))
     FAMILIES.add("mnist-mlp", ImageMLPFamily)
     FAMILIES.add("mnist-cnn", ImageCNNFamily)
+    FAMILIES.add("mnist-mix", ImageMixFamily)
 
 
 _register()
