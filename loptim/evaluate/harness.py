@@ -47,8 +47,9 @@ class Curve:
         return cls(**data)
 
 
-def validation_steps(steps: int, points: int = 40) -> list[int]:
-    """Every step for runs of <= 100 steps, else `points` + 1 evenly spaced steps including 0 and the end."""
+def validation_steps(steps: int, points: int = 20) -> list[int]:
+    """Every step for runs of <= 100 steps, else `points` + 1 evenly spaced steps including 0 and the end (DESIGN:
+    at least 20 validations per run; each costs a pass over the validation split, the bulk of a CNN run here)."""
     if steps <= 100:
         return list(range(steps + 1))
     return sorted({round(i * steps / points) for i in range(points + 1)})
