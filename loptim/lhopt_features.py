@@ -13,15 +13,17 @@ import math
 import torch
 from torch import Tensor
 
-LOG_FLOOR = 1e-8  # log(x + 1e-8) for norms, as in the published code
+LOG_FLOOR = 1e-8  # log(|u| + 1e-8) as in the published code; relative to the larger norm in log_norm_ratio
 LOGIT_EPS = 1e-8  # logit(clip(p, eps, 1 - eps))
+LOG_SHIFT = -math.log(LOG_FLOOR)  # makes log(|u| + 1e-8) non-negative
+TINY = 1e-30
 IDENTITY_CLIP = 10.0  # raw (identity) features are clamped to +-10 and NaN -> 0 before the policy sees them
 
 # Per-parameter features (published inner_optimizer.py), in this order; did_grad_clip is per step, not per tensor.
 INNER_FEATURE_NAMES = (
     "sqrt_v_hat_gt_epsilon",  # fraction of coordinates with sqrt(v_hat) > eps
     "mean_log_abs_update",  # mean over coordinates of log(|u| + 1e-8), u = pre-learning-rate update
-    "log_two_regimes_scale",  # log||m_hat|| - log||g||
+    "log_two_regimes_scale",  # log||m_hat|| - log||g||  (log-ratios of norms: see log_norm_ratio)
     "log_update_over_param",  # log(lr_eff ||u||) - log||p||
     "log_noise_scale",  # log||m_hat|| - log||m_hat - g||
     "cos_grad_momentum",  # cos(g, m_hat)
@@ -43,19 +45,26 @@ NUM_CDF = len(CDF_END_WEIGHTS)
 CDF_VAR_EPS = 1e-12
 
 
-def _signed_sums(tensors: list[Tensor]) -> Tensor:
-    """Per-tensor sums of signed values with _foreach ops only (powsum takes |x|, so positives minus negatives)."""
-    positive = torch._foreach_powsum(torch._foreach_clamp_min(tensors, 0.0), 1)
-    negative = torch._foreach_powsum(torch._foreach_clamp_max(tensors, 0.0), 1)
-    return torch.stack(positive).double() - torch.stack(negative).double()
+def _cosines(a: list[Tensor], b: list[Tensor], norm_a: Tensor, norm_b: Tensor) -> Tensor:
+    """Per-tensor cos(a, b) = 1 - ||a/||a|| - b/||b||||^2 / 2 with _foreach ops only (normalizing first keeps it
+    accurate to ~1e-7 even when the norms differ by orders of magnitude); 0 where either tensor vanishes."""
+    safe_a, safe_b = norm_a.clamp_min(TINY).to(a[0].dtype), norm_b.clamp_min(TINY).to(b[0].dtype)
+    unit_a, unit_b = torch._foreach_div(a, list(safe_a.unbind())), torch._foreach_div(b, list(safe_b.unbind()))
+    distance = _norms(torch._foreach_sub(unit_a, unit_b))
+    vanished = (norm_a < TINY) | (norm_b < TINY)
+    return torch.where(vanished, torch.zeros_like(distance), 1.0 - 0.5 * distance * distance)
 
 
 def _norms(tensors: list[Tensor]) -> Tensor:
     return torch.stack(torch._foreach_norm(tensors)).double()
 
 
-def _cosine(dot: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:
-    return dot / (norm_a * norm_b).clamp_min(LOG_FLOOR)
+def log_norm_ratio(a: Tensor, b: Tensor) -> Tensor:
+    """log(a) - log(b) of two norms with a floor of 1e-8 times the larger one, so that the feature stays unitless
+    when one norm vanishes (the published code adds an absolute 1e-8, which is not invariant to the loss scale,
+    e.g. for ||m_hat - g|| = 0 at the first step); 0 when both vanish."""
+    floor = LOG_FLOOR * torch.maximum(a, b) + torch.finfo(torch.float64).tiny
+    return torch.log(a + floor) - torch.log(b + floor)
 
 
 def logit(p: Tensor, eps: float = LOGIT_EPS) -> Tensor:
@@ -65,36 +74,43 @@ def logit(p: Tensor, eps: float = LOGIT_EPS) -> Tensor:
 
 def per_tensor_features(
     grads: list[Tensor],
-    m_hat: list[Tensor],
+    exp_avg: list[Tensor],
+    bias_correction1: float,
     sqrt_v_hat: list[Tensor],
     updates: list[Tensor],
     params: list[Tensor],
     eps: float,
     lrs: Tensor,
 ) -> Tensor:
-    """The 12 per-tensor features of INNER_FEATURE_NAMES (all but did_grad_clip), averaged over tensors."""
+    """The 12 per-tensor features of INNER_FEATURE_NAMES (all but did_grad_clip), averaged over tensors.
+
+    m_hat = exp_avg / c1; ||m_hat - g|| is computed as ||exp_avg - c1 g|| / c1, which is exactly 0 at the first
+    step (m_hat - g would be rounding noise there, and the noise scale would depend on the loss's scale)."""
     sizes = torch.tensor([g.numel() for g in grads], dtype=torch.float64)
-    grad_norm, m_norm, u_norm, p_norm = _norms(grads), _norms(m_hat), _norms(updates), _norms(params)
-    noise_norm = _norms(torch._foreach_sub(m_hat, grads))
+    grad_norm, u_norm, p_norm = _norms(grads), _norms(updates), _norms(params)
+    m_norm = _norms(exp_avg) / bias_correction1
+    noise_norm = _norms(torch._foreach_sub(exp_avg, torch._foreach_mul(grads, bias_correction1))) / bias_correction1
     above_eps = torch._foreach_clamp_min(torch._foreach_sub(sqrt_v_hat, eps), 0.0)
     fraction_above = torch.stack(torch._foreach_norm(above_eps, 0)).double() / sizes
-    log_abs_u = torch._foreach_log(torch._foreach_add(torch._foreach_abs(updates), LOG_FLOOR))
-    mean_log_abs_u = _signed_sums(log_abs_u) / sizes
-    cos_gm = _cosine(_signed_sums(torch._foreach_mul(grads, m_hat)), grad_norm, m_norm)
-    cos_gp = _cosine(_signed_sums(torch._foreach_mul(grads, params)), grad_norm, p_norm)
-    cos_gu = _cosine(_signed_sums(torch._foreach_mul(grads, updates)), grad_norm, u_norm)
-    log = lambda x: torch.log(x + LOG_FLOOR)  # noqa: E731
+    # log(|u| + 1e-8) + LOG_SHIFT >= 0, so its sum is an L1 norm (a fast _foreach op)
+    shifted_log_abs_u = torch._foreach_add(
+        torch._foreach_log(torch._foreach_add(torch._foreach_abs(updates), LOG_FLOOR)), LOG_SHIFT
+    )
+    mean_log_abs_u = torch.stack(torch._foreach_norm(shifted_log_abs_u, 1)).double() / sizes - LOG_SHIFT
+    cos_gm = _cosines(grads, exp_avg, grad_norm, m_norm * bias_correction1)
+    cos_gp = _cosines(grads, params, grad_norm, p_norm)
+    cos_gu = _cosines(grads, updates, grad_norm, u_norm)
     root_dim = sizes.sqrt()
     per_tensor = torch.stack(
         (
             fraction_above,
             mean_log_abs_u,
-            log(m_norm) - log(grad_norm),
-            log(lrs * u_norm) - log(p_norm),
-            log(m_norm) - log(noise_norm),
+            log_norm_ratio(m_norm, grad_norm),
+            log_norm_ratio(lrs * u_norm, p_norm),
+            log_norm_ratio(m_norm, noise_norm),
             cos_gm,
             cos_gp,
-            log(p_norm) - log(u_norm),
+            log_norm_ratio(p_norm, u_norm),
             cos_gu,
             logit(torch.special.ndtr(cos_gm * root_dim)),
             logit(torch.special.ndtr(cos_gu * root_dim)),

@@ -44,7 +44,7 @@ class HeadSpec:
         return self.choices.index(0.0 if self.kind in ("logit", "restart") else 1.0)
 
 
-# The restart head: choice 0 does nothing, then (save, load, swap) for register 0, 1, 2.
+# The restart head: choice 0 does nothing; 1 + 3 r + k applies operation k (save, load, swap) to register r.
 RESTART_CHOICES = (0.0, *[float(i + 1) for i in range(NUM_REGISTERS * len(REGISTER_OPERATIONS))])
 
 ACTION_HEADS: tuple[HeadSpec, ...] = (
@@ -145,7 +145,7 @@ def restart_operation(index: int) -> tuple[str, int] | None:
     """Restart-head choice -> (operation, register), or None for the no-op."""
     if index == 0:
         return None
-    operation, register = divmod(index - 1, NUM_REGISTERS)
+    register, operation = divmod(index - 1, len(REGISTER_OPERATIONS))
     return REGISTER_OPERATIONS[operation], register
 
 

@@ -73,8 +73,12 @@ def init_inner_state(params: list[Tensor]) -> State:
 
 def clone_state(state: State) -> State:
     """A deep copy (tensors cloned), e.g. for a restart register or a state_dict."""
-    return {k: ([t.clone() for t in v] if isinstance(v, list) else v.clone() if isinstance(v, Tensor) else v)
-            for k, v in state.items()}  # fmt: skip
+    copies = {}
+    for key, value in state.items():
+        if isinstance(value, list):
+            value = [t.clone() for t in value]
+        copies[key] = value.clone() if isinstance(value, Tensor) else value
+    return copies
 
 
 def _grad_clip(hparams: InnerHParams, config: InnerConfig, state: State, grads: list[Tensor]) -> tuple[list, bool]:
@@ -146,8 +150,9 @@ def inner_step(
     lrs = _learning_rates(hparams, config, state, params, updates)
     features = None
     if with_features:
-        m_hat = torch._foreach_div(exp_avg, state["bias_correction1"])
-        features = per_tensor_features(grads, m_hat, sqrt_v_hat, updates, params, hparams.eps, lrs)
+        features = per_tensor_features(
+            grads, exp_avg, state["bias_correction1"], sqrt_v_hat, updates, params, hparams.eps, lrs
+        )
     lr_list = lrs.tolist()
     if not config.weight_decay_in_update:
         torch._foreach_mul_(params, [1.0 - lr * hparams.weight_decay for lr in lr_list])
