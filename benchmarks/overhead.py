@@ -19,10 +19,13 @@ from pathlib import Path
 
 import torch
 
+from loptim.features import MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, time_features
 from loptim.optimizers.lstm import LSTMOptimizer, LSTMOptimizerNet, preprocess_gradient
+from loptim.optimizers.mlp import MLPOptimizer
 
 RESULTS = Path(__file__).parent / "results" / "overhead.json"
 LSTM_FLOPS_PER_COORDINATE = 2 * 80 * 22 + 2 * 80 * 40 + 2 * 20  # gate GEMMs of both layers + output = 9,960
+MLP_FLOPS_PER_COORDINATE = 2 * (10 * 32 + 32 * 32 + 32 * 2)  # 2,816 (DESIGN.md; time features are a bias)
 SIZES = {"100K": (784, 128), "800K": (784, 1024)}  # MLP 784 -> width -> 10
 
 
@@ -58,6 +61,39 @@ class NaiveLSTM:
         torch._foreach_add_(self.params, [d.view_as(p) for d, p in zip(pieces, self.params)])
 
 
+class NaiveMLP:
+    """The straightforward whole-batch Metz update: (N, 21) features (10 per coordinate, normalized tensor by
+    tensor, plus the 11 time features repeated) through nn.Sequential; the same math as loptim's MLP optimizer."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        self.params = params
+        self.net = torch.nn.Sequential(torch.nn.Linear(21, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32),
+                                       torch.nn.ReLU(), torch.nn.Linear(32, 2))  # fmt: skip
+        n = sum(p.numel() for p in params)
+        self.momenta = torch.zeros(n, len(MOMENTUM_DECAYS))
+        self.rms = torch.zeros(n)
+        self.step_count = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grad = torch.cat([p.grad.reshape(-1) for p in self.params])
+        param = torch.cat([p.reshape(-1) for p in self.params])
+        decays = torch.tensor(MOMENTUM_DECAYS)
+        self.momenta = decays * self.momenta + (1 - decays) * grad.unsqueeze(1)
+        self.rms = RMS_DECAY * self.rms + (1 - RMS_DECAY) * grad**2
+        rsqrt = torch.rsqrt(self.rms + RSQRT_EPS)
+        raw = torch.cat([grad[:, None], param[:, None], self.momenta, (grad * rsqrt)[:, None],
+                         (self.momenta[:, 2] * rsqrt)[:, None]], dim=1)  # fmt: skip
+        pieces = torch.split(raw, [p.numel() for p in self.params])
+        normalized = torch.cat([x * torch.rsqrt((x**2).mean(0) + 1e-5) for x in pieces])
+        inputs = torch.cat([normalized, time_features(self.step_count).expand(len(raw), -1)], dim=1)
+        out = self.net(inputs)
+        delta = -1e-3 * out[:, 0] * torch.exp(1e-3 * out[:, 1])
+        pieces = torch.split(delta, [p.numel() for p in self.params])
+        torch._foreach_add_(self.params, [d.view_as(p) for d, p in zip(pieces, self.params)])
+        self.step_count += 1
+
+
 def make(name: str, params: list[torch.Tensor]) -> Callable[[], None]:
     if name == "adam":
         opt = torch.optim.Adam(params, lr=1e-3, fused=True)
@@ -71,6 +107,10 @@ def make(name: str, params: list[torch.Tensor]) -> Callable[[], None]:
         return opt.step
     if name == "lstm-naive":
         return NaiveLSTM(params).step
+    if name == "mlp":
+        return MLPOptimizer(params).step
+    if name == "mlp-naive":
+        return NaiveMLP(params).step
     raise ValueError(name)
 
 
@@ -80,6 +120,8 @@ def state_bytes_per_param(name: str, n: int) -> float:
     if name == "lstm":
         state = LSTMOptimizerNet().zero_state(n)
         return sum(v.numel() * v.element_size() for v in state.values()) / n
+    if name.startswith("mlp"):
+        return 4.0 * (len(MOMENTUM_DECAYS) + 1)  # momenta and rms (the eager path adds a 40 B/param scratch)
     return 4 * 20 * 4.0  # naive: h and c of two layers, 20 floats each
 
 
@@ -126,7 +168,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = ["adam", "lstm", "lstm-naive"]
+    names = ["adam", "lstm", "lstm-naive", "mlp", "mlp-naive"]
     rows = []
     peak = matmul_gflops(args.reps)
     for size, (_, width) in SIZES.items():
@@ -148,7 +190,8 @@ def main() -> None:
         n = sum(p.numel() for p in params["adam"])
         for name in names:
             seconds = statistics.median(times[name])
-            flops = LSTM_FLOPS_PER_COORDINATE * n if name.startswith("lstm") else None
+            per_coordinate = {"lstm": LSTM_FLOPS_PER_COORDINATE, "mlp": MLP_FLOPS_PER_COORDINATE}
+            flops = per_coordinate[name.split("-")[0]] * n if name != "adam" else None
             rows.append(
                 {
                     "optimizer": name,
@@ -178,8 +221,9 @@ def main() -> None:
     by = {(r["optimizer"], r["params"]): r["update_ms"] for r in rows}
     for size, (_, width) in SIZES.items():
         n = 784 * width + width + width * 10 + 10
-        print(f"{size}: lstm is {by[('lstm-naive', n)] / by[('lstm', n)]:.1f}x faster than lstm-naive, "
-              f"{by[('lstm', n)] / by[('adam', n)]:.0f}x slower than fused Adam")  # fmt: skip
+        for name in ("lstm", "mlp"):
+            print(f"{size}: {name} is {by[(name + '-naive', n)] / by[(name, n)]:.1f}x faster than {name}-naive, "
+                  f"{by[(name, n)] / by[('adam', n)]:.0f}x slower than fused Adam")  # fmt: skip
     print(f"wrote {args.out}")
 
 

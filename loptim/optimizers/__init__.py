@@ -1,6 +1,7 @@
 """What trains a task: hand-designed baselines and learned optimizers, by name."""
 
 from loptim.optimizers.lstm import LSTMOptimizer
+from loptim.optimizers.mlp import MLPOptimizer
 from loptim.optimizers.registry import LEARNED
 
 
@@ -11,6 +12,14 @@ def _lstm_factory(weights: str = "lstm-mnist"):
     return factory
 
 
-LEARNED.add("lstm", _lstm_factory)
+def _mlp_factory(weights: str = "mlp-mnist"):
+    def factory(params, *, total_steps: int) -> MLPOptimizer:
+        return MLPOptimizer(params, weights=weights, total_steps=total_steps)
 
-__all__ = ["LEARNED", "LSTMOptimizer"]
+    return factory
+
+
+LEARNED.add("lstm", _lstm_factory)
+LEARNED.add("mlp", _mlp_factory)
+
+__all__ = ["LEARNED", "LSTMOptimizer", "MLPOptimizer"]

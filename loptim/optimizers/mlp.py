@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,10 @@ from torch import Tensor, nn
 
 from loptim.features import (
     MOMENTUM_DECAYS,
+    NORMALIZER_EPS,
     NUM_COORDINATE_FEATURES,
+    RMS_DECAY,
+    RSQRT_EPS,
     TIMESCALES,
     accumulate,
     coordinate_features,
@@ -35,6 +39,29 @@ class MLPConfig:
     hidden: int = 32
     step_mult: float = 1e-3  # update = -step_mult * d * exp(exp_mult * m)
     exp_mult: float = 1e-3
+    chunk: int = 8192  # coordinates per chunk in the eager path (the hidden buffers of one chunk stay in cache)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Chunks of the flat coordinate vector that never straddle two tensors, so each chunk's per-tensor
+    normalizer can be folded into the first layer's weights (DESIGN.md, performance facts)."""
+
+    starts: list[int]
+    ends: list[int]
+    tensor_of_chunk: Tensor  # (n_chunks,) index of the tensor each chunk lies in
+    sizes: list[int]
+
+    @staticmethod
+    def build(sizes: list[int], chunk: int) -> ChunkPlan:
+        starts, ends, owners, offset = [], [], [], 0
+        for index, size in enumerate(sizes):
+            for start in range(offset, offset + size, chunk):
+                starts.append(start)
+                ends.append(min(start + chunk, offset + size))
+                owners.append(index)
+            offset += size
+        return ChunkPlan(starts, ends, torch.tensor(owners, dtype=torch.long), list(sizes))
 
 
 class MLPOptimizerNet(nn.Module):
@@ -81,6 +108,90 @@ class MLPOptimizerNet(nn.Module):
         delta = -self.config.step_mult * direction * torch.exp(self.config.exp_mult * magnitude)
         return delta, {"momenta": momenta, "rms": rms}
 
+    @torch.no_grad()
+    def step_flat_eager(
+        self,
+        meta_params: dict[str, Tensor],
+        state: State,
+        grad: Tensor,
+        param: Tensor,
+        plan: ChunkPlan,
+        step: int,
+        scratch: Tensor,
+    ) -> Tensor:
+        """The same update as `step_flat`, for the torch.optim shell: state updated in place, chunked, threaded.
+
+        Pass 1 updates the accumulators and writes the raw features feature-major into `scratch` (11, N; the last
+        row is ones) while summing their squares per chunk; pass 2 runs the MLP per chunk with the per-tensor
+        normalizer and the bias folded into the first layer ([W1 diag(s_t), b1 + W_time t]), so no normalized
+        copy of the features is made and the first layer is one plain GEMM (a K=10 addmm ran 2x slower here).
+        """
+        momenta, rms, n_chunks = state["momenta"], state["rms"], len(plan.starts)
+        weights = torch.tensor([1.0 - d for d in MOMENTUM_DECAYS], dtype=grad.dtype).unsqueeze(1)
+        chunk_sums = torch.empty(n_chunks, NUM_COORDINATE_FEATURES, dtype=grad.dtype)
+        m09 = MOMENTUM_DECAYS.index(0.9)
+        hidden = self.config.hidden
+
+        def features(chunks: range) -> None:
+            for k in chunks:
+                lo, hi = plan.starts[k], plan.ends[k]
+                g, x, m = grad[lo:hi], scratch[:, lo:hi], momenta[:, lo:hi]
+                m.lerp_(g.expand_as(m), weights)
+                v = rms[lo:hi]
+                v.mul_(RMS_DECAY).addcmul_(g, g, value=1.0 - RMS_DECAY)
+                x[0].copy_(g)
+                x[1].copy_(param[lo:hi])
+                x[2:8].copy_(m)
+                torch.add(v, RSQRT_EPS, out=x[8]).rsqrt_()
+                torch.mul(x[8], m[m09], out=x[9])
+                x[8].mul_(g)
+                torch.linalg.vector_norm(x[:NUM_COORDINATE_FEATURES], dim=1, out=chunk_sums[k]).square_()
+
+        delta = torch.empty_like(grad)
+        sums = torch.zeros(len(plan.sizes), NUM_COORDINATE_FEATURES, dtype=grad.dtype)
+        bias1 = (meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype)).unsqueeze(1)
+        b2, b3 = meta_params["b2"].unsqueeze(1), meta_params["b3"].unsqueeze(1)
+        w2, w3 = meta_params["w2"], meta_params["w3"]
+        folded: list[Tensor] = []
+
+        def mlp(chunks: range) -> None:
+            width = max((plan.ends[k] - plan.starts[k] for k in chunks), default=0)
+            h1 = torch.empty(hidden, width, dtype=grad.dtype)
+            h2 = torch.empty(hidden, width, dtype=grad.dtype)
+            out = torch.empty(2, width, dtype=grad.dtype)
+            for k in chunks:
+                lo, hi = plan.starts[k], plan.ends[k]
+                c = hi - lo
+                a, b, o = h1[:, :c], h2[:, :c], out[:, :c]
+                torch.mm(folded[0][int(plan.tensor_of_chunk[k])], scratch[:, lo:hi], out=a).relu_()
+                torch.addmm(b2, w2, a, out=b).relu_()
+                torch.addmm(b3, w3, b, out=o)
+                torch.mul(o[1], self.config.exp_mult, out=delta[lo:hi]).exp_().mul_(o[0])
+                delta[lo:hi].mul_(-self.config.step_mult)
+
+        threads = min(torch.get_num_threads(), n_chunks)
+
+        def run(work) -> None:
+            if threads > 1:
+
+                def single(chunks: range) -> None:
+                    torch.set_num_threads(1)
+                    work(chunks)
+
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(single, [range(i, n_chunks, threads) for i in range(threads)]))
+            else:
+                work(range(n_chunks))
+
+        run(features)
+        sums.index_add_(0, plan.tensor_of_chunk, chunk_sums)
+        sizes = torch.tensor(plan.sizes, dtype=grad.dtype).unsqueeze(1)
+        scale = torch.rsqrt(sums / sizes + NORMALIZER_EPS)  # (T, 10)
+        first = meta_params["w1"].unsqueeze(0) * scale.unsqueeze(1)  # (T, 32, 10)
+        folded.append(torch.cat((first, bias1.expand(len(plan.sizes), -1, -1)), dim=2))  # bias as an 11th column
+        run(mlp)
+        return delta
+
     def update(
         self,
         meta_params: dict[str, Tensor],
@@ -106,13 +217,14 @@ class MLPOptimizer(FlatOptimizer):
         net = load_learned("mlp", weights) if weights else MLPOptimizerNet()
         super().__init__(params, net, name="mlp", weights=weights)
         self.sizes = [p.numel() for p in self.params]
+        self.plan = ChunkPlan.build(self.sizes, net.config.chunk)
+        self.scratch = torch.ones(NUM_COORDINATE_FEATURES + 1, self.num_coordinates)  # features + ones: 44 B/param
 
     def _init_flat_state(self, num_coordinates: int) -> State:
         return self.net.zero_state(num_coordinates)
 
     def _flat_update(self, flat_grad: Tensor) -> Tensor:
         flat_param = torch.cat([p.detach().reshape(-1) for p in self.params]).to(flat_grad.dtype)
-        delta, self.flat_state = self.net.step_flat(
-            self.meta_params, self.flat_state, flat_grad, flat_param, self.sizes, self.step_count
+        return self.net.step_flat_eager(
+            self.meta_params, self.flat_state, flat_grad, flat_param, self.plan, self.step_count, self.scratch
         )
-        return delta
