@@ -103,7 +103,7 @@ def test_eager_chunked_path_matches_the_differentiable_core():
             got = net.step_flat_eager(meta, eager, grad, param, plan, step, scratch)
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-9)
             for fast, slow in zip(eager["momenta"], pure["momenta"]):  # lerp rounds differently from b m + (1-b) g
-                torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6 * float(slow.abs().max()))
+                torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4 * float(slow.abs().max()))
             param = param + got
     finally:
         torch.set_num_threads(previous)
