@@ -36,15 +36,18 @@ class Estimator(Protocol):
     ) -> Estimate: ...
 
 
-def _leaves(meta_params: Params, shift: Params | None = None, sign: float = 1.0) -> Params:
+def perturbed_leaves(meta_params: Params, shift: Params | None = None, sign: float = 1.0) -> Params:
+    """Fresh autograd leaves at phi (+ sign * shift)."""
     return {
         k: (v.detach() + sign * shift[k] if shift is not None else v.detach()).requires_grad_(True)
         for k, v in meta_params.items()
     }
 
 
-def _backprop(lopt: Any, leaves: Params, unroll: UnrollState, truncation: Truncation, objective: MetaObjective,
-              second_order: bool) -> tuple[Tensor, Params, UnrollState]:  # fmt: skip
+def backprop_truncation(
+    lopt: Any, leaves: Params, unroll: UnrollState, truncation: Truncation, objective: MetaObjective, second_order: bool
+) -> tuple[Tensor, Params, UnrollState]:
+    """(meta-loss, its gradient in `leaves`, end state) of one truncation."""
     loss, end = run_truncation(lopt, leaves, unroll, truncation, objective, second_order)
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     grads = {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(leaves.items(), grads)}
@@ -68,12 +71,19 @@ class TruncatedBackprop:
     objective: MetaObjective = L2L_OBJECTIVE
     second_order: bool = False
 
-    def estimate(self, lopt: Any, meta_params: Params, unrolls: list[UnrollState], truncations: list[Truncation],
-                 generator: torch.Generator) -> Estimate:  # fmt: skip
+    def estimate(
+        self,
+        lopt: Any,
+        meta_params: Params,
+        unrolls: list[UnrollState],
+        truncations: list[Truncation],
+        generator: torch.Generator,
+    ) -> Estimate:
         samples, losses, ends = [], [], []
         for unroll, truncation in zip(unrolls, truncations):
-            loss, grads, end = _backprop(lopt, _leaves(meta_params), unroll, truncation, self.objective,
-                                         self.second_order)  # fmt: skip
+            loss, grads, end = backprop_truncation(
+                lopt, perturbed_leaves(meta_params), unroll, truncation, self.objective, self.second_order
+            )
             samples.append(grads)
             losses.append(float(loss))
             ends.append(end)
@@ -96,22 +106,37 @@ class SmoothedEstimator:
     objective: MetaObjective = METZ_OBJECTIVE
     second_order: bool = True
 
-    def estimate(self, lopt: Any, meta_params: Params, unrolls: list[UnrollState], truncations: list[Truncation],
-                 generator: torch.Generator) -> Estimate:  # fmt: skip
+    def estimate(
+        self,
+        lopt: Any,
+        meta_params: Params,
+        unrolls: list[UnrollState],
+        truncations: list[Truncation],
+        generator: torch.Generator,
+    ) -> Estimate:
         es_samples, rp_samples, losses, ends = [], [], [], []
         for unroll, truncation in zip(unrolls, truncations):
             eps = sample_perturbations(meta_params, self.sigma, 1, generator)[0]
             if self.mode == "es":
                 with torch.no_grad():
-                    plus, end = run_truncation(lopt, _leaves(meta_params, eps, 1.0), unroll, truncation,
-                                               self.objective)  # fmt: skip
-                    minus, _ = run_truncation(lopt, _leaves(meta_params, eps, -1.0), unroll, truncation,
-                                              self.objective)  # fmt: skip
+                    plus, end = run_truncation(
+                        lopt, perturbed_leaves(meta_params, eps, 1.0), unroll, truncation, self.objective
+                    )
+                    minus, _ = run_truncation(
+                        lopt, perturbed_leaves(meta_params, eps, -1.0), unroll, truncation, self.objective
+                    )
             else:
-                plus, g_plus, end = _backprop(lopt, _leaves(meta_params, eps, 1.0), unroll, truncation,
-                                              self.objective, self.second_order)  # fmt: skip
-                minus, g_minus, _ = _backprop(lopt, _leaves(meta_params, eps, -1.0), unroll, truncation,
-                                              self.objective, self.second_order)  # fmt: skip
+                plus, g_plus, end = backprop_truncation(
+                    lopt, perturbed_leaves(meta_params, eps, 1.0), unroll, truncation, self.objective, self.second_order
+                )
+                minus, g_minus, _ = backprop_truncation(
+                    lopt,
+                    perturbed_leaves(meta_params, eps, -1.0),
+                    unroll,
+                    truncation,
+                    self.objective,
+                    self.second_order,
+                )
                 rp_samples += [g for g in (g_plus, g_minus) if _finite(g)]
             difference = float(plus) - float(minus)
             if math.isfinite(difference):
@@ -138,6 +163,7 @@ class SmoothedEstimator:
             grads = combination.grad if combination is not None else es_mean
             share = combination.es_weight if combination is not None else {k: 1.0 for k in meta_params}
             stats["es_weight"] = _weighted_mean(share, meta_params)
-        stats["samples_dropped"] = float(len(unrolls) * (1 if self.mode == "es" else 2)
-                                         - (len(es_samples) if self.mode == "es" else len(rp_samples)))  # fmt: skip
+        stats["samples_dropped"] = float(
+            len(unrolls) * (1 if self.mode == "es" else 2) - (len(es_samples) if self.mode == "es" else len(rp_samples))
+        )
         return Estimate(grads, ends, stats)
