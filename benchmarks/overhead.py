@@ -161,6 +161,49 @@ def matmul_gflops(reps: int) -> float:
     return 2 * 2048**3 / statistics.median(times) / 1e9
 
 
+def meta_throughput(reps: int, task_name: str = "mnist-mlp", length: int = 20) -> list[dict]:
+    """Inner steps advanced per second by each Metz estimator on one inner run of `task_name`, beside a
+    forward-only unroll (the learned optimizer training the task, no meta-gradient) of the same truncation."""
+    from loptim.meta.estimators import SmoothedEstimator, TruncatedBackprop
+    from loptim.meta.unroll import METZ_OBJECTIVE, draw_truncation, run_truncation, start_seeded_unroll
+    from loptim.optimizers.mlp import MLPOptimizerNet
+    from loptim.tasks import get_task
+
+    task = get_task(task_name)
+    net = MLPOptimizerNet(generator=torch.Generator().manual_seed(0))
+    meta = {k: v.detach() for k, v in net.meta_params().items()}
+    unroll = start_seeded_unroll(task, net, 10 * length, seed=0)
+    truncation = draw_truncation(unroll, length, with_valid=True)
+
+    def forward() -> None:
+        with torch.no_grad():
+            run_truncation(net, meta, unroll, truncation, METZ_OBJECTIVE)
+
+    estimators = {
+        "forward-only unroll": forward,
+        "backprop (1st order)": TruncatedBackprop(METZ_OBJECTIVE, second_order=False),
+        "backprop (2nd order)": TruncatedBackprop(METZ_OBJECTIVE, second_order=True),
+        "ES (antithetic pair)": SmoothedEstimator("es"),
+        "combined, 1st order (pair)": SmoothedEstimator("combined", second_order=False),
+        "combined, 2nd order (pair)": SmoothedEstimator("combined", second_order=True),
+    }
+    rows = []
+    for name, estimator in estimators.items():
+        generator = torch.Generator().manual_seed(1)
+        call = estimator if callable(estimator) else (
+            lambda e=estimator, g=generator: e.estimate(net, meta, [unroll], [truncation], g))  # fmt: skip
+        call()
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        rows.append({"estimator": name, "task": task_name, "truncation": length, "seconds": seconds,
+                     "inner_steps_per_second": length / seconds})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=7)
@@ -206,7 +249,9 @@ def main() -> None:
     for row in rows:
         if row["gflops"] is not None:
             row["fraction_of_matmul"] = row["gflops"] / peak
-    result = {"matmul_gflops": peak, "threads": args.threads, "reps": args.reps, "rows": rows}
+    meta_rows = meta_throughput(max(3, args.reps // 2))
+    result = {"matmul_gflops": peak, "threads": args.threads, "reps": args.reps, "rows": rows,
+              "meta_training": meta_rows}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"fp32 matmul 2048^3: {peak:.1f} GFLOP/s ({args.threads} threads); medians of {args.reps} alternating reps")
@@ -224,6 +269,12 @@ def main() -> None:
         for name in ("lstm", "mlp"):
             print(f"{size}: {name} is {by[(name + '-naive', n)] / by[(name, n)]:.1f}x faster than {name}-naive, "
                   f"{by[(name, n)] / by[('adam', n)]:.0f}x slower than fused Adam")  # fmt: skip
+    forward = meta_rows[0]["inner_steps_per_second"]
+    print(f"Metz meta-training throughput on {meta_rows[0]['task']} (truncations of {meta_rows[0]['truncation']} "
+          "steps, one inner run, validation objective):")  # fmt: skip
+    for row in meta_rows:
+        print(f"  {row['estimator']:<28}{row['inner_steps_per_second']:>8.1f} inner steps/s"
+              f"  ({forward / row['inner_steps_per_second']:.1f}x the forward-only cost)")  # fmt: skip
     print(f"wrote {args.out}")
 
 
