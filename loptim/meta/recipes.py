@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loptim.meta.curriculum import TruncationCurriculum
+from loptim.meta.ppo import PPOConfig
+from loptim.optimizers.lhopt_inner import PUBLISHED, InnerConfig
 from loptim.optimizers.lstm import LSTMConfig
 from loptim.optimizers.mlp import MLPConfig
 from loptim.registry import Registry
@@ -64,7 +66,55 @@ class MetzRecipe:
     mlp: MLPConfig = field(default_factory=MLPConfig)
 
 
-RECIPES: Registry[L2LRecipe | MetzRecipe] = Registry("recipe")
+@dataclass(frozen=True)
+class LHOPTRecipe:
+    """PPO meta-training of LHOPT's policy (Almeida et al. 2021; DESIGN.md, LHOPT), scaled to 2 CPU cores.
+
+    One epoch (a PPO iteration) = `rollouts` episodes, each a whole inner run of a task drawn from `families`
+    (names in loptim.meta.lhopt_rollout.TRAIN_FAMILIES, with weights) of a log-uniform length in `inner_steps`,
+    with `decisions` (log-uniform; DESIGN.md: 8-64) policy decisions and randomized initial hyperparameters,
+    then one `ppo_update`. Reward: lhopt_rollout's module docstring. The best checkpoint is chosen by the greedy
+    policy's mean reward on `eval_rollouts` fixed episodes, evaluated every `eval_every` epochs.
+    """
+
+    name: str
+    families: tuple[tuple[str, float], ...] = (
+        ("noisy-quadratic", 1.0),
+        ("mnist-mlp", 1.0),
+        ("mnist-cnn", 1.0),
+        ("char-lm", 1.0),
+    )
+    inner_steps: tuple[int, int] = (64, 256)  # paper: 1-5 epochs of real data sets; seconds per episode here
+    decisions: tuple[int, int] = (8, 64)  # DESIGN.md "LHOPT actions"; capped at steps // 2 per episode
+    rollouts: int = 16
+    workers: int = 2  # parallel episode processes (spawn, one torch thread each); 1 runs in-process
+    valid_batches: int = 8  # valid-split minibatches per episode, drawn once: the final loss behind the reward
+    observe_valid_batches: int = 1  # the first of them, evaluated before each decision (the policy's valid loss)
+    reward_clip: float = 3.0  # example config: reward clipped to [-3, 3]
+    epochs: int = 120
+    eval_every: int = 10
+    eval_rollouts: int = 8
+    seed: int = 0
+    hidden: int = 64  # example config 256; scaled down (loptim.meta.ppo.PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    inner: InnerConfig = PUBLISHED  # the published inner optimizer, as loptim.LHOPT uses by default
+
+    def __post_init__(self) -> None:
+        from loptim.meta.lhopt_rollout import check_families
+
+        check_families(self.families)
+        for label, (low, high), floor in (("inner_steps", self.inner_steps, 2), ("decisions", self.decisions, 1)):
+            if not floor <= low <= high:
+                raise ValueError(f"{label} must be a range ({floor} <= low <= high), got {(low, high)}")
+        sizes = (self.rollouts, self.workers, self.epochs, self.eval_every, self.eval_rollouts, self.hidden)
+        if min(sizes) < 1 or not 1 <= self.observe_valid_batches <= self.valid_batches:
+            raise ValueError(
+                f"rollouts, workers, epochs, eval_every, eval_rollouts, hidden must be >= 1 and "
+                f"1 <= observe_valid_batches <= valid_batches in {self}"
+            )
+
+
+RECIPES: Registry[L2LRecipe | MetzRecipe | LHOPTRecipe] = Registry("recipe")
 RECIPES.add("lstm-mnist", lambda: L2LRecipe(name="lstm-mnist", task="mnist-mlp", epochs=600))
 RECIPES.add("lstm-quadratic", lambda: L2LRecipe(name="lstm-quadratic", task="quadratic", epochs=300))
 RECIPES.add(
@@ -74,6 +124,9 @@ RECIPES.add(
     ),
 )
 RECIPES.add("mlp-mnist", lambda: MetzRecipe(name="mlp-mnist"))
+# The same with a 3x larger meta learning rate: the output scale 0.001 * d makes weight growth the bottleneck of
+# short meta-training (the paper trains ~1000x longer at lr 1e-5).
+RECIPES.add("mlp-mnist-hot", lambda: MetzRecipe(name="mlp-mnist-hot", meta_lr=3e-3))
 RECIPES.add(
     "tiny-metz",
     lambda: MetzRecipe(
@@ -86,5 +139,22 @@ RECIPES.add(
         epochs=6,
         eval_every=3,
         eval_tasks=1,
+    ),
+)
+RECIPES.add("lhopt-small", lambda: LHOPTRecipe(name="lhopt-small"))
+RECIPES.add(
+    "tiny-lhopt",
+    lambda: LHOPTRecipe(
+        name="tiny-lhopt",
+        families=(("noisy-quadratic", 1.0),),
+        inner_steps=(16, 24),
+        decisions=(4, 8),
+        rollouts=2,
+        workers=1,
+        epochs=3,
+        eval_every=2,
+        eval_rollouts=1,
+        hidden=16,
+        ppo=PPOConfig(epochs=2, minibatch_trajectories=2),
     ),
 )
