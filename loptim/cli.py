@@ -71,12 +71,17 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_meta_train(args: argparse.Namespace) -> None:
+    from loptim.meta.lhopt_trainer import LHOPTTrainer
     from loptim.meta.metz import MetzTrainer
-    from loptim.meta.recipes import RECIPES, L2LRecipe, MetzRecipe
+    from loptim.meta.recipes import RECIPES, L2LRecipe, LHOPTRecipe, MetzRecipe
     from loptim.meta.trainer import L2LTrainer
 
     recipe = RECIPES.get(args.recipe)
-    trainers = {"lstm": (L2LRecipe, L2LTrainer), "mlp": (MetzRecipe, MetzTrainer)}
+    trainers = {
+        "lstm": (L2LRecipe, L2LTrainer),
+        "mlp": (MetzRecipe, MetzTrainer),
+        "lhopt": (LHOPTRecipe, LHOPTTrainer),
+    }
     recipe_type, trainer_type = trainers[args.optimizer]
     if not isinstance(recipe, recipe_type):
         known = ", ".join(n for n in RECIPES.names() if isinstance(RECIPES.get(n), recipe_type))
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     meta = sub.add_parser("meta-train", help="meta-train a learned optimizer from a named recipe")
-    meta.add_argument("optimizer", choices=["lstm", "mlp"])
+    meta.add_argument("optimizer", choices=["lstm", "mlp", "lhopt"])
     meta.add_argument("--recipe", required=True)
     meta.add_argument("--out", required=True)
     meta.add_argument("--seed", type=int, default=None, help="override the recipe's seed")

@@ -1,5 +1,6 @@
 """What trains a task: hand-designed baselines and learned optimizers, by name."""
 
+from loptim.optimizers.lhopt import LHOPT
 from loptim.optimizers.lstm import LSTMOptimizer
 from loptim.optimizers.mlp import MLPOptimizer
 from loptim.optimizers.registry import LEARNED
@@ -19,7 +20,15 @@ def _mlp_factory(weights: str = "mlp-mnist"):
     return factory
 
 
+def _lhopt_factory(weights: str = "lhopt-small"):
+    def factory(params, *, total_steps: int) -> LHOPT:
+        return LHOPT(params, weights=weights, total_steps=total_steps)
+
+    return factory
+
+
 LEARNED.add("lstm", _lstm_factory)
 LEARNED.add("mlp", _mlp_factory)
+LEARNED.add("lhopt", _lhopt_factory)
 
-__all__ = ["LEARNED", "LSTMOptimizer", "MLPOptimizer"]
+__all__ = ["LEARNED", "LHOPT", "LSTMOptimizer", "MLPOptimizer"]

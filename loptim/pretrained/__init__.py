@@ -45,6 +45,10 @@ def _build(kind: str, config: dict[str, Any]) -> nn.Module:
         from loptim.optimizers.mlp import MLPConfig, MLPOptimizerNet
 
         return MLPOptimizerNet(MLPConfig(**config))
+    if kind == "lhopt":
+        from loptim.meta.ppo import ActorCritic, PolicyConfig
+
+        return ActorCritic(PolicyConfig(**{**config, "head_sizes": tuple(config.get("head_sizes", ()))}))
     raise WeightsError(f"weights of unknown kind '{kind}'")
 
 

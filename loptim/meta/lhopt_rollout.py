@@ -1,0 +1,252 @@
+"""One LHOPT meta-training episode (Almeida et al. 2021): a whole inner training run of a sampled task, steered by
+the policy a few times, and its reward against a reference run of the same task with fixed hyperparameters.
+
+Everything an episode draws (task, length, number of decisions, initial hyperparameters, initialization, batches,
+sampled actions) derives from its integer seed, so an episode is a pure function of (recipe, policy, seed) and
+results never depend on which worker ran it or when. The inner loop uses the same controller functions as the
+`loptim.LHOPT` shell (`record_step`, `observe`, `decide`), so the policy meets the same observations in use.
+
+Reward (loptim's choice; DESIGN.md asks to document it): R = clip(log(L_ref / L_policy), -3, 3), given at the
+last decision, 0 before it, gamma 1. L_policy is the run's final validation loss, L_ref the final validation loss
+of a reference run of the same task and seed (same initialization, same batches) with the episode's initial
+hyperparameters held fixed. A diverged run counts as an infinite loss (R = -3 if only the policy diverged, +3 if
+only the reference did, 0 if both). The published example config instead compares steps-to-loss against a
+power-law fit of a baseline curve; a final-loss ratio is cheaper (one reference run, no fit), unitless, and
+comparable across tasks, and a policy that keeps the initial hyperparameters scores exactly 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from loptim.meta.ppo import ActorCritic, act
+from loptim.optimizers.lhopt import decide, init_controller, observe, record_step, wants_features
+from loptim.optimizers.lhopt_actions import randomize_hparams
+from loptim.optimizers.lhopt_inner import InnerConfig, InnerHParams, init_inner_state, inner_step
+from loptim.tasks import FAMILIES
+from loptim.tasks.base import Task, log_uniform_int
+from loptim.tasks.image import ImageTask
+from loptim.tasks.quadratic import QuadraticTask
+from loptim.tasks.text import CharLMTask
+
+if TYPE_CHECKING:
+    from loptim.meta.recipes import LHOPTRecipe
+
+# DESIGN.md's held-out table for LHOPT: meta-training never sees these data sets.
+HELD_OUT_DATA = ("fashion-mnist", "shakespeare", "movielens")
+
+# The meta-training mixture (DESIGN.md, held-out table: noisy quadratics, the MNIST MLP/CNN family, small
+# Moby-Dick LMs): registry family names and the size options that keep a rollout at seconds on one core.
+TRAIN_FAMILIES: dict[str, dict[str, Any]] = {
+    "noisy-quadratic": {},
+    "mnist-mlp": {"dataset": "mnist", "widths": (16, 64), "depths": (1, 2)},
+    "mnist-cnn": {"dataset": "mnist", "widths": (8,)},
+    "char-lm": {"corpus": "moby-dick"},
+}
+
+
+BATCH_SALT, VALID_SALT, ACTION_SALT = 0x5DEECE66D, 0x2545F491, 0x9E3779B9  # episode seed -> stream seeds
+
+
+class HeldOutTaskError(ValueError):
+    """A meta-training episode drew a task on a held-out data set."""
+
+
+def task_dataset(task: Task) -> str:
+    """The data set a task trains on ('synthetic' for quadratics)."""
+    if isinstance(task, ImageTask):
+        return task.dataset
+    if isinstance(task, CharLMTask):
+        return task.config.corpus
+    if isinstance(task, QuadraticTask):
+        return "synthetic"
+    raise ValueError(f"LHOPT meta-training does not know the data set of task '{task.name}'")
+
+
+def check_families(families: tuple[tuple[str, float], ...]) -> None:
+    """Validate a recipe's mixture: known LHOPT training families, positive weights."""
+    if not families:
+        raise ValueError("an LHOPT recipe needs at least one task family")
+    for name, weight in families:
+        if name not in TRAIN_FAMILIES:
+            raise ValueError(f"no LHOPT training family '{name}'; known: {', '.join(TRAIN_FAMILIES)}")
+        if not weight > 0:
+            raise ValueError(f"family '{name}' has weight {weight}; weights must be positive")
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """What an episode's seed draws: the family, the task, its length, the decisions and initial hparams."""
+
+    seed: int
+    family: str
+    task: Task
+    steps: int
+    decisions: int
+    hparams: InnerHParams
+
+    @property
+    def interval(self) -> int:
+        """Inner steps between decisions, as in the LHOPT shell."""
+        return max(1, self.steps // self.decisions)
+
+
+def draw_episode(
+    families: tuple[tuple[str, float], ...],
+    inner_steps: tuple[int, int],
+    decisions: tuple[int, int],
+    seed: int,
+) -> EpisodeSpec:
+    """The episode of `seed`: a family by weight, a task from it, a log-uniform length in `inner_steps`, a
+    log-uniform number of decisions in `decisions` (DESIGN.md: [8, 64]) capped at steps // 2 so that every window
+    holds at least two inner steps, and randomized initial hyperparameters (example config's noise_definition)."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.tensor([weight for _, weight in families], dtype=torch.float64)
+    family = families[int(torch.multinomial(weights, 1, generator=generator))][0]
+    task = FAMILIES.get(family, **TRAIN_FAMILIES[family]).sample(generator)
+    if task_dataset(task) in HELD_OUT_DATA:
+        raise HeldOutTaskError(f"family '{family}' drew '{task.name}' on held-out data '{task_dataset(task)}'")
+    steps = log_uniform_int(generator, *inner_steps)
+    count = min(log_uniform_int(generator, *decisions), max(1, steps // 2))
+    hparams = randomize_hparams(InnerHParams(), generator)
+    return EpisodeSpec(seed, family, task, steps, count, hparams)
+
+
+def relative_reward(reference_loss: float, final_loss: float, clip: float = 3.0) -> float:
+    """clip(log(reference_loss / final_loss), -clip, clip); non-finite losses count as +inf, both inf (or both 0)
+    give 0. Losses must be non-negative."""
+    if reference_loss < 0 or final_loss < 0:
+        raise ValueError(f"losses must be non-negative, got reference {reference_loss} and final {final_loss}")
+    ref = reference_loss if math.isfinite(reference_loss) else math.inf
+    final = final_loss if math.isfinite(final_loss) else math.inf
+    if ref == final:
+        return 0.0
+    if ref == 0.0 or final == math.inf:
+        return -clip
+    if final == 0.0 or ref == math.inf:
+        return clip
+    return max(-clip, min(clip, math.log(ref / final)))
+
+
+def valid_set(task: Task, seed: int, batches: int) -> list[Any]:
+    """`batches` minibatches of the valid split, drawn once per episode from its seed: the reference and the
+    policy's run are scored on the same examples. (A task's full evaluation set costs ~1 s per new task object
+    to build and ~0.1 s per pass for a CNN here, more than a whole short run.)"""
+    stream = task.batches("valid", torch.Generator().manual_seed(seed ^ VALID_SALT))
+    return [next(stream) for _ in range(batches)]
+
+
+@torch.no_grad()
+def valid_loss(task: Task, params: dict[str, Tensor], batches: list[Any]) -> float:
+    """Mean loss over `batches`; inf when not finite."""
+    loss = sum(float(task.loss(params, batch)) for batch in batches) / len(batches)
+    return loss if math.isfinite(loss) else math.inf
+
+
+@dataclass
+class Episode:
+    """A finished episode: the policy's trajectory (one row per decision) and the outcome."""
+
+    obs: Tensor  # (K, OBS_DIM) float32
+    actions: Tensor  # (K, heads) long
+    log_probs: Tensor  # (K,)
+    values: Tensor  # (K,)
+    reward: float
+    final_loss: float
+    reference_loss: float
+    family: str
+    steps: int
+    decisions: int
+    diverged: bool
+
+
+def inner_run(
+    spec: EpisodeSpec,
+    config: InnerConfig,
+    valid_batches: int,
+    observe_valid_batches: int,
+    policy: ActorCritic | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[float, dict[str, list[Tensor]], bool]:
+    """Train `spec.task` from `spec.hparams` for `spec.steps` inner steps; the policy (if any) acts every
+    `spec.interval` steps, sampling with `generator` (greedy if None), after seeing the validation loss on the
+    first `observe_valid_batches` of the episode's `valid_batches` validation minibatches (all score the end).
+
+    Returns (final validation loss, the trajectory's rows, diverged). A run stops early, diverged, when its loss
+    is not finite and no restart register holds a state to go back to."""
+    task = spec.task
+    initial = task.init(torch.Generator().manual_seed(spec.seed))
+    names = list(initial)
+    params = [initial[name].detach().clone().requires_grad_(True) for name in names]
+    batches = task.batches("train", torch.Generator().manual_seed(spec.seed ^ BATCH_SALT))
+    validation = valid_set(task, spec.seed, valid_batches)
+    inner_state = init_inner_state(params)
+    controller = init_controller(params, spec.hparams)
+    lstm_state = policy.initial_state(1) if policy is not None else None
+    rows: dict[str, list[Tensor]] = {"obs": [], "actions": [], "log_probs": [], "values": []}
+    diverged = False
+    for step in range(spec.steps):
+        loss = task.loss(dict(zip(names, params)), next(batches))
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value) and all(r is None for r in controller["registers"]):
+            diverged = True
+            break
+        grads = torch.autograd.grad(loss, params)
+        with_features = policy is not None and wants_features(controller, config)
+        clipped, features = inner_step(
+            controller["hparams"], config, inner_state, params, list(grads), with_features=with_features
+        )
+        record_step(controller, loss_value, clipped, features)
+        done = step + 1
+        if policy is None or done % spec.interval != 0 or done >= spec.steps:
+            continue
+        progress = done / spec.steps
+        controller["valid_pending"] = valid_loss(task, dict(zip(names, params)), validation[:observe_valid_batches])
+        observation, window_loss = observe(controller, params, progress, spec.interval / spec.steps)
+        obs = observation.float().unsqueeze(0)
+        actions, log_probs, values, lstm_state = act(policy, obs, lstm_state, generator)
+        for key, value in zip(rows, (obs[0], actions[0], log_probs[0], values[0])):
+            rows[key].append(value)
+        inner_state = decide(controller, actions[0].tolist(), params, inner_state, loss=window_loss, progress=progress)
+    final = math.inf if diverged else valid_loss(task, dict(zip(names, params)), validation)
+    return final, rows, diverged or not math.isfinite(final)
+
+
+def run_episode(
+    recipe: LHOPTRecipe,
+    policy: ActorCritic,
+    seed: int,
+    *,
+    greedy: bool = False,
+    reference_loss: float | None = None,
+) -> Episode:
+    """The episode of `seed` under `recipe`: the reference run (unless `reference_loss` is
+    given), the policy's run, and the reward at the last decision."""
+    spec = draw_episode(recipe.families, recipe.inner_steps, recipe.decisions, seed)
+    if reference_loss is None:
+        reference_loss = inner_run(spec, recipe.inner, recipe.valid_batches, recipe.observe_valid_batches)[0]
+    generator = None if greedy else torch.Generator().manual_seed(seed ^ ACTION_SALT)
+    valid = (recipe.valid_batches, recipe.observe_valid_batches)
+    final, rows, diverged = inner_run(spec, recipe.inner, *valid, policy, generator)
+    heads = len(policy.config.head_sizes)
+    stacked = {
+        "obs": torch.stack(rows["obs"]) if rows["obs"] else torch.zeros(0, policy.config.obs_dim),
+        "actions": torch.stack(rows["actions"]) if rows["actions"] else torch.zeros(0, heads, dtype=torch.long),
+        "log_probs": torch.stack(rows["log_probs"]) if rows["log_probs"] else torch.zeros(0),
+        "values": torch.stack(rows["values"]) if rows["values"] else torch.zeros(0),
+    }
+    return Episode(
+        **stacked,
+        reward=relative_reward(reference_loss, final, recipe.reward_clip),
+        final_loss=final,
+        reference_loss=reference_loss,
+        family=spec.family,
+        steps=spec.steps,
+        decisions=len(rows["obs"]),
+        diverged=diverged,
+    )

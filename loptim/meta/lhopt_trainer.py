@@ -1,0 +1,294 @@
+"""PPO meta-training of LHOPT's policy (Almeida et al. 2021): collect episodes in parallel, one `ppo_update` per
+epoch, atomic checkpoints after every epoch, exact resume, and the best greedy policy exported with its card.
+
+Episodes (loptim.meta.lhopt_rollout) are pure functions of (recipe, policy, seed), with seeds derived from
+(recipe seed, epoch, episode index), and the PPO minibatch order from (recipe seed, epoch): a resumed run repeats
+the uninterrupted one bit for bit, whatever the number of workers (given the same torch thread count for the
+update in the main process). Workers are spawned processes with one torch thread each; `workers=1` runs
+in-process. The policy's input normalizer folds in an epoch's observations after that epoch's update, so the
+update sees the statistics the episodes were collected with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
+from loptim.meta.lhopt_rollout import HELD_OUT_DATA, TRAIN_FAMILIES, Episode, run_episode
+from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_optimizer, ppo_update
+from loptim.meta.recipes import LHOPTRecipe
+from loptim.meta.trainer import EVAL_SEED_BASE, git_commit
+from loptim.optimizers.lhopt import OBS_DIM
+from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES
+from loptim.pretrained import save_learned
+
+UPDATE_SALT = 0x51ED27  # the PPO minibatch order's seed part, distinct from every episode index
+HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # DESIGN.md table
+REWARD_DEFINITION = (
+    "clip(log(L_ref / L_policy), -3, 3) at the last decision, gamma 1: final validation loss of a reference run "
+    "(same task, seed and batches, initial hyperparameters held fixed) over the policy's; diverged = inf loss"
+)
+
+
+def derive_seed(*parts: int) -> int:
+    """A seed that is a pure function of its integer parts (recipe seed, epoch, episode index, ...)."""
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + part) % (2**61 - 1)
+    return value
+
+
+def eval_seed(index: int) -> int:
+    """Seeds of the fixed evaluation episodes (no training epoch draws them, `loptim bench` uses 0, 1, 2, ...)."""
+    return EVAL_SEED_BASE + 7 * index
+
+
+def policy_config(recipe: LHOPTRecipe) -> PolicyConfig:
+    return PolicyConfig(OBS_DIM, HEAD_SIZES, hidden=recipe.hidden)
+
+
+def make_policy(recipe: LHOPTRecipe) -> ActorCritic:
+    """The initial policy: near-uniform logits with +1 on each head's no-op (as `default_policy`), so that the
+    greedy policy keeps the initial hyperparameters until trained while sampling still explores every choice."""
+    bias = torch.cat([torch.nn.functional.one_hot(torch.tensor(head.noop), head.size) for head in ACTION_HEADS])
+    return ActorCritic(policy_config(recipe), torch.Generator().manual_seed(recipe.seed), bias.float())
+
+
+def episodes_to_batch(episodes: list[Episode]) -> TrajectoryBatch:
+    """Pad episodes to (B, T); the reward sits at each episode's last decision, which ends it (last value 0)."""
+    count, length = len(episodes), max(1, max(e.decisions for e in episodes))
+    heads = episodes[0].actions.shape[1]
+    batch = TrajectoryBatch(
+        obs=torch.zeros(count, length, episodes[0].obs.shape[1]),
+        actions=torch.zeros(count, length, heads, dtype=torch.long),
+        log_probs=torch.zeros(count, length),
+        values=torch.zeros(count, length),
+        rewards=torch.zeros(count, length),
+        mask=torch.zeros(count, length, dtype=torch.bool),
+        last_values=torch.zeros(count),
+    )
+    for row, episode in enumerate(episodes):
+        k = episode.decisions
+        batch.obs[row, :k], batch.actions[row, :k] = episode.obs, episode.actions
+        batch.log_probs[row, :k], batch.values[row, :k] = episode.log_probs, episode.values
+        batch.mask[row, :k] = True
+        if k > 0:
+            batch.rewards[row, k - 1] = episode.reward
+    return batch
+
+
+def meta_training_tasks(recipe: LHOPTRecipe) -> list[str]:
+    """The card's list of what the policy was meta-trained on."""
+    families = []
+    for name, weight in recipe.families:
+        families.append(f"{name} (weight {weight}; {TRAIN_FAMILIES[name] or 'registry defaults'})")
+    (low, high), (fewest, most) = recipe.inner_steps, recipe.decisions
+    return [*families, f"inner steps {low}-{high}, decisions {fewest}-{most}, randomized initial hparams, train split"]
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _episode_job(job: tuple[LHOPTRecipe, dict[str, torch.Tensor], int, bool, float | None]) -> Episode:
+    recipe, policy_state, seed, greedy, reference = job
+    policy = ActorCritic(policy_config(recipe))
+    policy.load_state_dict(policy_state)
+    return run_episode(recipe, policy, seed, greedy=greedy, reference_loss=reference)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+class LHOPTTrainer:
+    """Meta-trains LHOPT's policy with PPO under an `LHOPTRecipe`; one epoch is one PPO iteration.
+
+    Same protocol as `OuterTrainer` (the CLI drives both): `run`, `resume`, `export`, `checkpoint_path`, `epoch`,
+    `best_score` (here the greedy policy's mean evaluation reward: higher is better) and `best_epoch`.
+    """
+
+    kind = "lhopt"
+
+    def __init__(self, recipe: LHOPTRecipe, out: Path) -> None:
+        if not isinstance(recipe, LHOPTRecipe):
+            raise TypeError(f"LHOPTTrainer needs an LHOPTRecipe, got {type(recipe).__name__}")
+        self.recipe = recipe
+        self.out = Path(out)
+        self.policy = make_policy(recipe)
+        self.optimizer = make_optimizer(self.policy, recipe.ppo)
+        self.epoch = 0
+        self.seconds = 0.0
+        self.best: dict[str, torch.Tensor] | None = None
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.history: list[dict[str, float]] = []
+        self.commands: list[str] = []
+        self.eval_references: dict[int, float] = {}  # reference losses of the fixed evaluation episodes
+        self._pool: Any = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    # ------------------------------------------------------------------------------------------------ episodes
+
+    def collect(self, seeds: list[int], greedy: bool, references: list[float | None] | None = None) -> list[Episode]:
+        """Episodes of `seeds` under the current policy, in seed order (in workers when recipe.workers > 1)."""
+        state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+        references = references or [None] * len(seeds)
+        jobs = [(self.recipe, state, seed, greedy, ref) for seed, ref in zip(seeds, references)]
+        if self.recipe.workers == 1:
+            return [_episode_job(job) for job in jobs]
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = context.Pool(self.recipe.workers, initializer=_init_worker)
+        return self._pool.map(_episode_job, jobs, chunksize=1)
+
+    def close(self) -> None:
+        """Stop the worker processes (a later `collect` starts new ones)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+    def train_epoch(self) -> dict[str, float]:
+        """Collect `rollouts` sampled episodes, one PPO update, then fold their observations into the normalizer."""
+        recipe = self.recipe
+        seeds = [derive_seed(recipe.seed, self.epoch, index) for index in range(recipe.rollouts)]
+        episodes = self.collect(seeds, greedy=False)
+        batch = episodes_to_batch(episodes)
+        stats: dict[str, float] = {}
+        if bool(batch.mask.any()):
+            generator = torch.Generator().manual_seed(derive_seed(recipe.seed, self.epoch, UPDATE_SALT))
+            stats = ppo_update(self.policy, self.optimizer, batch, recipe.ppo, generator)
+            self.policy.observe_inputs(batch.obs[batch.mask])
+        rewards = [e.reward for e in episodes]
+        record = {
+            "epoch": self.epoch,
+            "mean_reward": _mean(rewards),
+            "reward_std": float(torch.tensor(rewards, dtype=torch.float64).std(unbiased=False)),
+            "diverged_fraction": _mean([float(e.diverged) for e in episodes]),
+            "mean_decisions": _mean([float(e.decisions) for e in episodes]),
+            **dict.fromkeys(("approx_kl", "clip_fraction", "explained_variance"), math.nan),  # no update: NaN
+            **stats,
+        }
+        for family, _ in recipe.families:
+            record[f"reward/{family}"] = _mean([e.reward for e in episodes if e.family == family])
+        return record
+
+    def evaluate(self) -> float:
+        """Mean reward of the greedy policy on the fixed evaluation episodes (their reference runs are cached)."""
+        seeds = [eval_seed(i) for i in range(self.recipe.eval_rollouts)]
+        episodes = self.collect(seeds, greedy=True, references=[self.eval_references.get(s) for s in seeds])
+        for seed, episode in zip(seeds, episodes):
+            self.eval_references[seed] = episode.reference_loss
+        return _mean([e.reward for e in episodes])
+
+    # ------------------------------------------------------------------------------------- checkpoints, export
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.name,
+            "epoch": self.epoch,
+            "seconds": self.seconds,
+            "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "best": self.best,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "commands": self.commands,
+            "eval_references": self.eval_references,
+        }
+
+    def resume(self) -> None:
+        """Continue exactly from `checkpoint_path` (policy, normalizer buffers, PPO Adam state, counters, best)."""
+        ckpt = load_checkpoint(self.checkpoint_path)
+        if ckpt["recipe"] != self.recipe.name:
+            raise ValueError(f"{self.checkpoint_path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
+        self.policy.load_state_dict(ckpt["policy"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.epoch, self.seconds = ckpt["epoch"], ckpt["seconds"]
+        self.best, self.best_score, self.best_epoch = ckpt["best"], ckpt["best_score"], ckpt["best_epoch"]
+        self.history, self.commands = ckpt["history"], ckpt["commands"]
+        self.eval_references = dict(ckpt["eval_references"])
+
+    def run(
+        self,
+        max_minutes: float | None = None,
+        progress: bool = True,
+        command: str | None = None,
+        stop_at_epoch: int | None = None,
+    ) -> bool:
+        """Train until the recipe's epochs are done, `max_minutes` pass or `stop_at_epoch`; True when finished.
+        A checkpoint is written after every epoch."""
+        recipe, total = self.recipe, self.recipe.epochs
+        self.commands.append(command or " ".join(["loptim", *sys.argv[1:]]))
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
+        last = min(total, stop_at_epoch if stop_at_epoch is not None else total)
+        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=not progress)
+        try:
+            while self.epoch < last and time.monotonic() < deadline:
+                start = time.perf_counter()
+                record = self.train_epoch()
+                self.epoch += 1
+                evaluate = self.epoch % recipe.eval_every == 0 or self.epoch == total
+                if evaluate:
+                    record["eval_reward"] = score = self.evaluate()
+                    if score > self.best_score:
+                        self.best_score, self.best_epoch = score, self.epoch
+                        self.best = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+                self.seconds += time.perf_counter() - start
+                record["seconds"] = round(self.seconds, 2)
+                self.history.append(record)
+                bar.update(1)
+                bar.set_postfix(reward=f"{record['mean_reward']:+.3f}", kl=f"{record['approx_kl']:.4f}",
+                                best=f"{self.best_score:+.3f}")  # fmt: skip
+                if evaluate and self.best_epoch == self.epoch:
+                    self.export(command)
+                save_checkpoint(self.checkpoint_path, self.state())
+        finally:
+            bar.close()
+            self.close()
+        save_checkpoint(self.checkpoint_path, self.state())
+        if self.best is not None:
+            self.export(command)  # the card records how far this run got
+        return self.epoch >= total
+
+    def export(self, command: str | None = None) -> Path:
+        """Write the best policy so far (the current one before any evaluation) as best.safetensors + JSON card."""
+        policy = ActorCritic(policy_config(self.recipe))
+        policy.load_state_dict(self.best or self.policy.state_dict())
+        recipe = self.recipe
+        card = {
+            "optimizer": "lhopt (Almeida et al. 2021)",
+            "meta_trained_on": meta_training_tasks(recipe),
+            "held_out": {"tasks": list(HELD_OUT_TASKS), "data_never_sampled": list(HELD_OUT_DATA)},
+            "reward": REWARD_DEFINITION,
+            "selection_score": {"mean_greedy_reward_eval_episodes": self.best_score, "episodes": recipe.eval_rollouts},
+            "architecture": asdict(policy_config(recipe)),
+            "recipe": asdict(recipe),
+            "command": self.commands[0] if self.commands else command,
+            "invocations": self.commands,
+            "seed": recipe.seed,
+            "git_commit": git_commit(),
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epoch,
+            "finished": self.epoch >= recipe.epochs,
+            "meta_training_seconds": round(self.seconds, 1),
+        }
+        path = self.out / "best.safetensors"
+        save_learned(path, self.kind, policy, asdict(policy_config(recipe)), card)
+        (self.out / "history.json").write_text(json.dumps(self.history))
+        return path

@@ -1,0 +1,194 @@
+"""LHOPT meta-training on a tiny recipe: PPO epochs run and log, resume is bit for bit, the exported policy loads
+through `loptim.LHOPT`, the reward has its hand-computed values, a no-op policy scores exactly 0, and the task
+mixture never draws a held-out data set."""
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+import loptim
+from loptim.cli import main
+from loptim.meta.lhopt_rollout import (
+    HELD_OUT_DATA,
+    TRAIN_FAMILIES,
+    HeldOutTaskError,
+    draw_episode,
+    relative_reward,
+    run_episode,
+    task_dataset,
+)
+from loptim.meta.lhopt_trainer import LHOPTTrainer, episodes_to_batch, make_policy
+from loptim.meta.recipes import RECIPES, LHOPTRecipe
+from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES, NOOP_ACTION
+from loptim.optimizers.registry import learned_factory
+from loptim.tasks import get_task
+
+
+def _tiny(**changes):
+    return dataclasses.replace(RECIPES.get("tiny-lhopt"), **changes)
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    """The tiny recipe run start to finish through the CLI, one torch thread."""
+    out = tmp_path_factory.mktemp("whole")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "meta-train", "lhopt", "--recipe", "tiny-lhopt", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _checkpoint(out):
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def test_tiny_recipe_runs_logs_and_exports(whole_run):
+    ckpt = _checkpoint(whole_run)
+    assert ckpt["epoch"] == 3 and len(ckpt["history"]) == 3
+    for record in ckpt["history"]:
+        for key in ("mean_reward", "approx_kl", "clip_fraction", "explained_variance", "entropy"):
+            assert math.isfinite(record[key]), key
+        assert record["approx_kl"] >= 0 and 0 <= record["clip_fraction"] <= 1
+    assert [r["epoch"] for r in ckpt["history"]] == [0, 1, 2]
+    assert "eval_reward" in ckpt["history"][1] and "eval_reward" in ckpt["history"][2]
+    card = json.loads((whole_run / "best.json").read_text())
+    assert card["recipe"]["name"] == "tiny-lhopt" and card["seed"] == 0 and card["best_epoch"] == ckpt["best_epoch"]
+    assert card["command"].startswith("loptim --threads 1 meta-train lhopt --recipe tiny-lhopt")
+    assert card["finished"] and "git_commit" in card and "log(L_ref / L_policy)" in card["reward"]
+    initial = make_policy(RECIPES.get("tiny-lhopt")).state_dict()
+    assert any(not torch.equal(initial[k], v) for k, v in ckpt["policy"].items())  # PPO changed the policy
+    assert float(ckpt["policy"]["input_count"]) > 0  # the normalizer saw the observations
+
+
+def test_resume_after_interruption_is_bit_for_bit(whole_run, tmp_path):
+    first = LHOPTTrainer(_tiny(), tmp_path)
+    assert not first.run(progress=False, stop_at_epoch=2)
+    second = LHOPTTrainer(_tiny(), tmp_path)
+    second.resume()
+    assert second.epoch == 2 and second.eval_references == first.eval_references
+    assert second.run(progress=False)
+    whole, split = _checkpoint(whole_run), _checkpoint(tmp_path)
+    for k, v in whole["policy"].items():
+        assert torch.equal(v, split["policy"][k]), k
+    for k, state in whole["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, split["optimizer"]["state"][k][name]), (k, name)
+    keys = ("mean_reward", "approx_kl", "clip_fraction", "explained_variance", "eval_reward")
+    assert [[r.get(k) for k in keys] for r in whole["history"]] == [[r.get(k) for k in keys] for r in split["history"]]
+    assert len(split["commands"]) == 2  # the interrupted run and its resumption
+
+
+def test_exported_weights_load_through_lhopt(whole_run):
+    path = str(whole_run / "best.safetensors")
+    best = _checkpoint(whole_run)["best"]
+    weight = torch.zeros(5, 3, requires_grad=True)
+    inputs, targets = torch.randn(32, 5, generator=torch.Generator().manual_seed(1)), torch.ones(32, 3)
+    for make in (
+        lambda params: loptim.LHOPT(params, weights=path, total_steps=40),
+        lambda params: learned_factory("lhopt", weights=path)(params, total_steps=40),
+    ):
+        opt = make([weight])
+        for k, v in opt.policy.state_dict().items():
+            assert torch.equal(v, best[k]), k
+        for _ in range(40):
+            loss = ((inputs @ weight - targets) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step(loss=loss)
+        assert opt.last_observation is not None and torch.isfinite(weight).all()
+
+
+def test_reward_matches_hand_computed_values():
+    assert relative_reward(2.0, 1.0) == pytest.approx(math.log(2.0), abs=1e-15)
+    assert relative_reward(1.5, 3.0) == pytest.approx(-math.log(2.0), abs=1e-15)
+    assert relative_reward(0.7, 0.7) == 0.0
+    assert relative_reward(1.0, 1e-5) == 3.0 and relative_reward(1e-5, 1.0) == -3.0  # log 1e5 = 11.5, clipped
+    assert relative_reward(1.0, 0.5, clip=0.5) == 0.5
+    assert relative_reward(1.0, math.inf) == -3.0 and relative_reward(1.0, math.nan) == -3.0  # policy diverged
+    assert relative_reward(math.nan, 1.0) == 3.0  # only the reference diverged
+    assert relative_reward(math.inf, math.nan) == 0.0 and relative_reward(0.0, 0.0) == 0.0
+    with pytest.raises(ValueError, match="non-negative"):
+        relative_reward(-1.0, 1.0)
+
+
+def test_reward_sits_at_the_last_decision_of_each_episode():
+    recipe, policy = _tiny(), make_policy(_tiny())
+    episodes = [run_episode(recipe, policy, seed) for seed in (3, 4)]
+    batch = episodes_to_batch(episodes)
+    for row, episode in enumerate(episodes):
+        k = episode.decisions
+        assert k >= 3 and batch.mask[row].sum() == k and batch.rewards[row, k - 1] == episode.reward
+        assert batch.rewards[row].abs().sum() == abs(episode.reward)
+    assert not torch.equal(episodes[0].obs[0], episodes[1].obs[0])
+    again = run_episode(recipe, policy, 3)
+    assert torch.equal(again.obs, episodes[0].obs) and torch.equal(again.actions, episodes[0].actions)
+
+
+def _fixed_choice_policy(recipe, action):
+    """A policy whose greedy choice is always `action` (one index per head)."""
+    policy = make_policy(recipe)
+    bias = torch.cat([10.0 * torch.nn.functional.one_hot(torch.tensor(i), size) for i, size in zip(action, HEAD_SIZES)])
+    with torch.no_grad():
+        policy.actor.weight.zero_()
+        policy.actor.bias.copy_(bias.float())
+    return policy
+
+
+def test_a_no_op_policy_scores_exactly_zero_and_another_does_not():
+    recipe = _tiny(inner_steps=(40, 40))
+    noop = run_episode(recipe, _fixed_choice_policy(recipe, NOOP_ACTION), 5, greedy=True)
+    assert noop.decisions >= 3 and noop.final_loss == noop.reference_loss and noop.reward == 0.0
+    faster = list(NOOP_ACTION)
+    faster[[h.name for h in ACTION_HEADS].index("lr")] = HEAD_SIZES[0] - 1  # lr x2 at every decision
+    moved = run_episode(recipe, _fixed_choice_policy(recipe, faster), 5, greedy=True)
+    assert moved.reference_loss == noop.reference_loss and moved.final_loss != noop.final_loss
+    assert moved.reward == pytest.approx(math.log(moved.reference_loss / moved.final_loss), abs=1e-12)
+
+
+def test_the_mixture_never_draws_held_out_data():
+    recipe = RECIPES.get("lhopt-small")
+    seen, datasets = set(), set()
+    for seed in range(160):
+        spec = draw_episode(recipe.families, recipe.inner_steps, recipe.decisions, seed)
+        seen.add(spec.family)
+        datasets.add(task_dataset(spec.task))
+        low, high = recipe.inner_steps
+        assert low <= spec.steps <= high and 1 <= spec.decisions <= min(64, spec.steps // 2)
+        assert spec.interval >= 2
+    assert seen == {name for name, _ in recipe.families} == set(TRAIN_FAMILIES)
+    assert datasets == {"synthetic", "mnist", "moby-dick"} and not datasets & set(HELD_OUT_DATA)
+    assert {task_dataset(get_task(name)) for name in ("fashion-cnn", "shakespeare-char")} <= set(HELD_OUT_DATA)
+
+
+def test_held_out_families_and_bad_recipes_are_refused(monkeypatch):
+    monkeypatch.setitem(TRAIN_FAMILIES, "mnist-mlp", {"dataset": "fashion-mnist"})
+    with pytest.raises(HeldOutTaskError, match="fashion-mnist"):
+        draw_episode((("mnist-mlp", 1.0),), (10, 20), (4, 8), 0)
+    with pytest.raises(ValueError, match="no LHOPT training family 'fashion-cnn'"):
+        LHOPTRecipe(name="bad", families=(("fashion-cnn", 1.0),))
+    with pytest.raises(ValueError, match="decisions"):
+        LHOPTRecipe(name="bad", decisions=(0, 8))
+    with pytest.raises(TypeError, match="LHOPTRecipe"):
+        LHOPTTrainer(RECIPES.get("tiny-quadratic"), "unused")
+
+
+def test_cli_refuses_another_optimizers_recipe(tmp_path, capsys):
+    assert main(["meta-train", "lhopt", "--recipe", "tiny-quadratic", "--out", str(tmp_path)]) == 2
+    assert "tiny-lhopt" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_in_process_episodes(tmp_path):
+    seeds = [11, 12, 13]
+    parallel = LHOPTTrainer(_tiny(workers=2), tmp_path)
+    try:
+        in_workers = parallel.collect(seeds, greedy=False)
+    finally:
+        parallel.close()
+    in_process = LHOPTTrainer(_tiny(), tmp_path).collect(seeds, greedy=False)
+    for a, b in zip(in_workers, in_process):
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions) and a.reward == b.reward
