@@ -71,6 +71,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_meta_train(args: argparse.Namespace) -> None:
+    """Meta-train from a recipe, alone or as one rank of a torchrun launch (same recipe, same result)."""
+    from loptim.meta import distributed as dist
+
+    created = dist.init_from_env()
+    try:
+        _meta_train(args)
+    finally:
+        if created:
+            dist.shutdown()
+
+
+def _meta_train(args: argparse.Namespace) -> None:
+    from loptim.meta import distributed as dist
     from loptim.meta.lhopt_trainer import LHOPTTrainer
     from loptim.meta.metz import MetzTrainer
     from loptim.meta.recipes import RECIPES, L2LRecipe, LHOPTRecipe, MetzRecipe
@@ -90,16 +103,21 @@ def cmd_meta_train(args: argparse.Namespace) -> None:
         recipe = dataclasses.replace(recipe, seed=args.seed)
     out = Path(args.out)
     trainer = trainer_type(recipe, out)
+    exists = dist.broadcast(trainer.checkpoint_path.exists())  # rank 0's disk holds the checkpoints
     if args.resume:
-        if not trainer.checkpoint_path.exists():
+        if not exists:
             raise LoptimError(f"--resume: no checkpoint at {trainer.checkpoint_path}; run without --resume first")
         trainer.resume()
-    elif trainer.checkpoint_path.exists():
+    elif exists:
         raise LoptimError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, or choose another --out")
-    command = " ".join(["loptim", *(args.argv or [])])
+    launcher = ["torchrun", f"--nproc_per_node={dist.local_world_size()}"] if dist.world_size() > 1 else []
+    command = " ".join([*launcher, "loptim", *(args.argv or [])])
     finished = trainer.run(max_minutes=args.max_minutes, command=command)
+    if not dist.is_main():
+        return
     state = "finished" if finished else f"stopped at epoch {trainer.epoch} (resume with --resume)"
-    print(f"{recipe.name}: {state}; best held-out score {trainer.best_score:.4f} at epoch {trainer.best_epoch}")
+    ranks = f" on {dist.world_size()} ranks" if dist.world_size() > 1 else ""
+    print(f"{recipe.name}{ranks}: {state}; best held-out score {trainer.best_score:.4f} at epoch {trainer.best_epoch}")
     print(f"weights: {out / 'best.safetensors'} (+ best.json card); checkpoint: {trainer.checkpoint_path}")
 
 

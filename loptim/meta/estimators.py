@@ -2,12 +2,15 @@
 
 Each takes a batch of inner runs in progress and one pre-drawn truncation per run, and returns the meta-gradient,
 the inner runs advanced by the truncation, and statistics (meta-loss; for the Metz 2019 estimators, each
-estimator's empirical variance and the weight the combination gave it).
+estimator's empirical variance and the weight the combination gave it). Internally an estimate is `sample` per
+inner run (from that run's own noise seed) then `reduce` over the samples in order, so the runs can be split
+across processes and the samples gathered (loptim.meta.distributed) with a bit-for-bit identical result.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -64,6 +67,54 @@ def _weighted_mean(values: dict[str, float], meta_params: Params) -> float:
     return sum(values[k] * meta_params[k].numel() for k in meta_params) / total
 
 
+@dataclass
+class Sample:
+    """One inner run's contribution to a meta-gradient, without its inner state: what ranks exchange.
+
+    `plus`/`minus`: meta-losses at phi + eps and phi - eps (TruncatedBackprop: `plus` at phi, `minus` equal);
+    `grads`: its backprop gradients that are finite (none for ES, whose direction is regenerated from `seed`).
+    """
+
+    seed: int
+    plus: float
+    minus: float
+    grads: list[Params] = field(default_factory=list)
+
+
+def perturbation(meta_params: Params, sigma: float, seed: int) -> Params:
+    """The sample's eps ~ N(0, sigma^2 I), a pure function of its seed (so any rank can regenerate it)."""
+    return sample_perturbations(meta_params, sigma, 1, torch.Generator().manual_seed(seed))[0]
+
+
+def draw_seeds(generator: torch.Generator | None, count: int) -> list[int]:
+    """Per-sample noise seeds from one generator (the single-process `estimate` API)."""
+    if generator is None:
+        return [0] * count
+    return [int(torch.randint(0, 2**62, (), generator=generator)) for _ in range(count)]
+
+
+def estimate_samples(
+    estimator: Any,
+    lopt: Any,
+    meta_params: Params,
+    unrolls: list[UnrollState],
+    truncations: list[Truncation],
+    seeds: list[int],
+    gather: Callable[[list[Sample]], list[Sample]] | None = None,
+) -> Estimate:
+    """The estimate from this process's inner runs: each becomes a `Sample` from its own seed, `gather` turns the
+    local samples into the global list (in global sample order; identity when alone) and every process reduces
+    that same list, so the result does not depend on how the samples were split across processes."""
+    local, ends = [], []
+    for unroll, truncation, seed in zip(unrolls, truncations, seeds):
+        sample, end = estimator.sample(lopt, meta_params, unroll, truncation, seed)
+        local.append(sample)
+        ends.append(end)
+    samples = gather(local) if gather is not None else local
+    grads, stats = estimator.reduce(meta_params, samples)
+    return Estimate(grads, ends, stats)
+
+
 @dataclass(frozen=True)
 class TruncatedBackprop:
     """L2L's estimator: backprop through each truncation at phi itself, averaged over the batch of inner runs."""
@@ -71,24 +122,28 @@ class TruncatedBackprop:
     objective: MetaObjective = L2L_OBJECTIVE
     second_order: bool = False
 
+    def sample(
+        self, lopt: Any, meta_params: Params, unroll: UnrollState, truncation: Truncation, seed: int
+    ) -> tuple[Sample, UnrollState]:
+        loss, grads, end = backprop_truncation(
+            lopt, perturbed_leaves(meta_params), unroll, truncation, self.objective, self.second_order
+        )
+        return Sample(seed, float(loss), float(loss), [grads]), end
+
+    def reduce(self, meta_params: Params, samples: list[Sample]) -> tuple[Params, dict[str, float]]:
+        """The mean gradient over the samples, in their order."""
+        mean = {k: torch.stack([s.grads[0][k] for s in samples]).mean(0) for k in meta_params}
+        return mean, {"meta_loss": sum(s.plus for s in samples) / len(samples)}
+
     def estimate(
         self,
         lopt: Any,
         meta_params: Params,
         unrolls: list[UnrollState],
         truncations: list[Truncation],
-        generator: torch.Generator,
+        generator: torch.Generator | None,
     ) -> Estimate:
-        samples, losses, ends = [], [], []
-        for unroll, truncation in zip(unrolls, truncations):
-            loss, grads, end = backprop_truncation(
-                lopt, perturbed_leaves(meta_params), unroll, truncation, self.objective, self.second_order
-            )
-            samples.append(grads)
-            losses.append(float(loss))
-            ends.append(end)
-        mean = {k: torch.stack([s[k] for s in samples]).mean(0) for k in meta_params}
-        return Estimate(mean, ends, {"meta_loss": sum(losses) / len(losses)})
+        return estimate_samples(self, lopt, meta_params, unrolls, truncations, [0] * len(unrolls))
 
 
 @dataclass(frozen=True)
@@ -98,7 +153,8 @@ class SmoothedEstimator:
     mode "rp": reparameterization, backprop through the unroll at phi + eps and phi - eps (2 samples per run);
     "es": antithetic evolution strategies from the same two meta-losses without backprop (1 sample per run);
     "combined": both from the same two unrolls, merged per element by inverse empirical variance (Eq. 6).
-    One perturbation per inner run; the run continues from its phi + eps trajectory (sigma is small).
+    One perturbation per inner run, drawn from that run's seed; the run continues from its phi + eps trajectory
+    (sigma is small).
     """
 
     mode: Literal["rp", "es", "combined"] = "combined"
@@ -106,44 +162,38 @@ class SmoothedEstimator:
     objective: MetaObjective = METZ_OBJECTIVE
     second_order: bool = True
 
-    def estimate(
-        self,
-        lopt: Any,
-        meta_params: Params,
-        unrolls: list[UnrollState],
-        truncations: list[Truncation],
-        generator: torch.Generator,
-    ) -> Estimate:
-        es_samples, rp_samples, losses, ends = [], [], [], []
-        for unroll, truncation in zip(unrolls, truncations):
-            eps = sample_perturbations(meta_params, self.sigma, 1, generator)[0]
-            if self.mode == "es":
-                with torch.no_grad():
-                    plus, end = run_truncation(
-                        lopt, perturbed_leaves(meta_params, eps, 1.0), unroll, truncation, self.objective
-                    )
-                    minus, _ = run_truncation(
-                        lopt, perturbed_leaves(meta_params, eps, -1.0), unroll, truncation, self.objective
-                    )
-            else:
-                plus, g_plus, end = backprop_truncation(
-                    lopt, perturbed_leaves(meta_params, eps, 1.0), unroll, truncation, self.objective, self.second_order
+    def sample(
+        self, lopt: Any, meta_params: Params, unroll: UnrollState, truncation: Truncation, seed: int
+    ) -> tuple[Sample, UnrollState]:
+        """The antithetic pair of one inner run; ES keeps only the two meta-losses (eps is regenerated from seed)."""
+        eps = perturbation(meta_params, self.sigma, seed)
+        if self.mode == "es":
+            with torch.no_grad():
+                plus, end = run_truncation(
+                    lopt, perturbed_leaves(meta_params, eps, 1.0), unroll, truncation, self.objective
                 )
-                minus, g_minus, _ = backprop_truncation(
-                    lopt,
-                    perturbed_leaves(meta_params, eps, -1.0),
-                    unroll,
-                    truncation,
-                    self.objective,
-                    self.second_order,
+                minus, _ = run_truncation(
+                    lopt, perturbed_leaves(meta_params, eps, -1.0), unroll, truncation, self.objective
                 )
-                rp_samples += [g for g in (g_plus, g_minus) if _finite(g)]
-            difference = float(plus) - float(minus)
+            return Sample(seed, float(plus), float(minus)), end
+        plus, g_plus, end = backprop_truncation(
+            lopt, perturbed_leaves(meta_params, eps, 1.0), unroll, truncation, self.objective, self.second_order
+        )
+        minus, g_minus, _ = backprop_truncation(
+            lopt, perturbed_leaves(meta_params, eps, -1.0), unroll, truncation, self.objective, self.second_order
+        )
+        return Sample(seed, float(plus), float(minus), [g for g in (g_plus, g_minus) if _finite(g)]), end
+
+    def reduce(self, meta_params: Params, samples: list[Sample]) -> tuple[Params, dict[str, float]]:
+        """The estimator's gradient and statistics from all samples, in their order."""
+        es_samples, rp_samples = [], []
+        for sample in samples:
+            difference = sample.plus - sample.minus
             if math.isfinite(difference):
+                eps = perturbation(meta_params, self.sigma, sample.seed)
                 es_samples.append({k: difference * e / (2 * self.sigma**2) for k, e in eps.items()})
-            losses.append(0.5 * (float(plus) + float(minus)))
-            ends.append(end)
-        stats = {"meta_loss": sum(losses) / len(losses)}
+            rp_samples += sample.grads
+        stats = {"meta_loss": sum(0.5 * (s.plus + s.minus) for s in samples) / len(samples)}
         zero = {k: torch.zeros_like(v) for k, v in meta_params.items()}
         es_mean = es_var = rp_mean = rp_var = None
         if len(es_samples) > 1:
@@ -164,6 +214,17 @@ class SmoothedEstimator:
             share = combination.es_weight if combination is not None else {k: 1.0 for k in meta_params}
             stats["es_weight"] = _weighted_mean(share, meta_params)
         stats["samples_dropped"] = float(
-            len(unrolls) * (1 if self.mode == "es" else 2) - (len(es_samples) if self.mode == "es" else len(rp_samples))
+            len(samples) * (1 if self.mode == "es" else 2) - (len(es_samples) if self.mode == "es" else len(rp_samples))
         )
-        return Estimate(grads, ends, stats)
+        return grads, stats
+
+    def estimate(
+        self,
+        lopt: Any,
+        meta_params: Params,
+        unrolls: list[UnrollState],
+        truncations: list[Truncation],
+        generator: torch.Generator,
+    ) -> Estimate:
+        seeds = draw_seeds(generator, len(unrolls))
+        return estimate_samples(self, lopt, meta_params, unrolls, truncations, seeds)

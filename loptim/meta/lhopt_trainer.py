@@ -7,6 +7,11 @@ the uninterrupted one bit for bit, whatever the number of workers (given the sam
 update in the main process). Workers are spawned processes with one torch thread each; `workers=1` runs
 in-process. The policy's input normalizer folds in an epoch's observations after that epoch's update, so the
 update sees the statistics the episodes were collected with.
+
+Under torchrun (loptim.meta.distributed) the episodes of an epoch are split across ranks and gathered, in seed
+order, to every rank; every rank runs the same deterministic `ppo_update` (same torch thread count on every rank),
+so all hold the same policy, and only rank 0 prints, checkpoints and exports. A machine's `workers` are shared by
+its ranks.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from loptim.meta import distributed as dist
 from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
 from loptim.meta.lhopt_rollout import HELD_OUT_DATA, TRAIN_FAMILIES, Episode, run_episode
 from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_optimizer, ppo_update
@@ -144,16 +150,19 @@ class LHOPTTrainer:
     # ------------------------------------------------------------------------------------------------ episodes
 
     def collect(self, seeds: list[int], greedy: bool, references: list[float | None] | None = None) -> list[Episode]:
-        """Episodes of `seeds` under the current policy, in seed order (in workers when recipe.workers > 1)."""
+        """Episodes of `seeds` under the current policy, in seed order: this rank runs its share of them (in
+        workers when the recipe has more than one per rank) and receives the others' (collective)."""
         state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         references = references or [None] * len(seeds)
-        jobs = [(self.recipe, state, seed, greedy, ref) for seed, ref in zip(seeds, references)]
-        if self.recipe.workers == 1:
-            return [_episode_job(job) for job in jobs]
+        mine = dist.my_indices(len(seeds))
+        jobs = [(self.recipe, state, seeds[i], greedy, references[i]) for i in mine]
+        workers = max(1, self.recipe.workers // dist.local_world_size())
+        if workers == 1 or not jobs:
+            return dist.gather_samples([_episode_job(job) for job in jobs])
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = context.Pool(self.recipe.workers, initializer=_init_worker)
-        return self._pool.map(_episode_job, jobs, chunksize=1)
+            self._pool = context.Pool(workers, initializer=_init_worker)
+        return dist.gather_samples(self._pool.map(_episode_job, jobs, chunksize=1))
 
     def close(self) -> None:
         """Stop the worker processes (a later `collect` starts new ones)."""
@@ -212,9 +221,14 @@ class LHOPTTrainer:
             "eval_references": self.eval_references,
         }
 
+    def save(self) -> None:
+        """Write the checkpoint atomically from rank 0 (every rank holds the same state)."""
+        if dist.is_main():
+            save_checkpoint(self.checkpoint_path, self.state())
+
     def resume(self) -> None:
         """Continue exactly from `checkpoint_path` (policy, normalizer buffers, PPO Adam state, counters, best)."""
-        ckpt = load_checkpoint(self.checkpoint_path)
+        ckpt = dist.broadcast(load_checkpoint(self.checkpoint_path) if dist.is_main() else None)
         if ckpt["recipe"] != self.recipe.name:
             raise ValueError(f"{self.checkpoint_path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
         self.policy.load_state_dict(ckpt["policy"])
@@ -237,11 +251,13 @@ class LHOPTTrainer:
         self.commands.append(command or " ".join(["loptim", *sys.argv[1:]]))
         deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
         last = min(total, stop_at_epoch if stop_at_epoch is not None else total)
-        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=not progress)
+        quiet = not progress or not dist.is_main()
+        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=quiet)
         try:
-            while self.epoch < last and time.monotonic() < deadline:
+            while self.epoch < last and not dist.broadcast(time.monotonic() >= deadline):
                 start = time.perf_counter()
                 record = self.train_epoch()
+                dist.check_identical(self.policy.state_dict(), "policies")
                 self.epoch += 1
                 evaluate = self.epoch % recipe.eval_every == 0 or self.epoch == total
                 if evaluate:
@@ -255,14 +271,14 @@ class LHOPTTrainer:
                 bar.update(1)
                 bar.set_postfix(reward=f"{record['mean_reward']:+.3f}", kl=f"{record['approx_kl']:.4f}",
                                 best=f"{self.best_score:+.3f}")  # fmt: skip
-                if evaluate and self.best_epoch == self.epoch:
+                if evaluate and self.best_epoch == self.epoch and dist.is_main():
                     self.export(command)
-                save_checkpoint(self.checkpoint_path, self.state())
+                self.save()
         finally:
             bar.close()
             self.close()
-        save_checkpoint(self.checkpoint_path, self.state())
-        if self.best is not None:
+        self.save()
+        if self.best is not None and dist.is_main():
             self.export(command)  # the card records how far this run got
         return self.epoch >= total
 

@@ -1,5 +1,11 @@
 """Meta-training the Metz 2019 MLP optimizer: a batch of inner runs sampled from a task family, carried across
-outer steps, truncations from the curriculum, any of the three estimators, the validation meta-objective."""
+outer steps, truncations from the curriculum, any of the three estimators, the validation meta-objective.
+
+Under torchrun the inner runs (slots) are split across ranks: each rank advances its slots' runs, the per-slot
+samples are gathered in slot order (ES: only the two meta-losses; each direction is regenerated from the slot's
+noise seed), and every rank reduces the same list. A checkpoint holds every slot (gathered to rank 0), so a run
+resumes on any number of ranks.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from loptim.meta.estimators import SmoothedEstimator
+from loptim.meta import distributed as dist
+from loptim.meta.estimators import SmoothedEstimator, estimate_samples
 from loptim.meta.recipes import MetzRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, OuterTrainer
 from loptim.meta.unroll import MetaObjective, UnrollState, draw_truncation, run_truncation, start_seeded_unroll
@@ -68,16 +75,22 @@ class MetzTrainer(OuterTrainer):
                            seed=data["task_seed"])  # fmt: skip
 
     def train_epoch(self) -> dict[str, float]:
+        """One outer step: this rank's slots each advance one truncation; one update from all slots' samples.
+        Slot i's truncation length, task and noise derive from (recipe seed, epoch, i) alone."""
         recipe = self.recipe
         generator = torch.Generator().manual_seed(_seed(recipe.seed, self.epoch, 0))
-        unrolls = [self._unroll(slot) for slot in range(recipe.unrolls)]
-        lengths = [recipe.curriculum.length(self.epoch, generator) for _ in unrolls]
+        lengths = [recipe.curriculum.length(self.epoch, generator) for _ in range(recipe.unrolls)]  # all slots'
+        mine = dist.my_indices(recipe.unrolls)
+        unrolls = [self._unroll(slot) for slot in mine]
         valid = self.objective.split == "valid"
-        truncations = [draw_truncation(unroll, n, valid) for unroll, n in zip(unrolls, lengths)]
-        estimate = self.estimator.estimate(self.net, self.meta, unrolls, truncations, generator)
+        truncations = [draw_truncation(unroll, lengths[slot], valid) for slot, unroll in zip(mine, unrolls)]
+        seeds = [_seed(recipe.seed, self.epoch, slot, 2) for slot in mine]
+        estimate = estimate_samples(
+            self.estimator, self.net, self.meta, unrolls, truncations, seeds, dist.gather_samples
+        )
         finite = all(bool(torch.isfinite(g).all()) for g in estimate.grads.values())
         norm = self.apply_gradient(estimate.grads) if finite else math.nan
-        for slot, end in enumerate(estimate.unrolls):
+        for slot, end in zip(mine, estimate.unrolls):
             alive = all(bool(torch.isfinite(p).all()) for p in end.params.values())
             step = end.step if alive else end.total_steps  # a diverged run restarts next epoch
             self.slots[slot] = {"task_seed": end.seed, "params": end.params, "opt_state": end.opt_state,
@@ -89,17 +102,26 @@ class MetzTrainer(OuterTrainer):
     def evaluate(self) -> float:
         """Mean final validation loss over held-out family samples (seeds no meta-training epoch draws)."""
         meta = {k: v.detach() for k, v in self.meta.items()}
-        scores = []
-        for i in range(self.recipe.eval_tasks):
+
+        def score(i: int) -> float:
             task_seed = EVAL_SEED_BASE + 7 * i
             task = self.family.sample(torch.Generator().manual_seed(task_seed))
-            scores.append(final_valid_loss(self.net, meta, task, self.inner_length(task_seed), task_seed))
+            return final_valid_loss(self.net, meta, task, self.inner_length(task_seed), task_seed)
+
+        scores = dist.map_samples(self.recipe.eval_tasks, score)  # split across ranks, in task order
         return sum(scores) / len(scores)
 
     def extra_state(self) -> dict[str, Any]:
-        return {"slots": self.slots}
+        """Every slot's inner run, each from the rank that owns it (collective: all ranks call it)."""
+        slots = list(self.slots)
+        for part in dist.all_gather({slot: self.slots[slot] for slot in dist.my_indices(self.recipe.unrolls)}):
+            for slot, data in part.items():
+                slots[slot] = data
+        return {"slots": slots}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
+        if len(state["slots"]) != self.recipe.unrolls:
+            raise ValueError(f"checkpoint holds {len(state['slots'])} inner runs; the recipe has {self.recipe.unrolls}")
         self.slots = state["slots"]
 
     def card_fields(self) -> dict[str, Any]:

@@ -33,6 +33,11 @@ class L2LRecipe:
     eval_runs: int = 8
     seed: int = 0
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
+    meta_batch: int = 1  # inner runs per epoch, in lockstep, gradients averaged (the paper: 1); split across ranks
+
+    def __post_init__(self) -> None:
+        if min(self.horizon, self.truncation, self.epochs, self.eval_every, self.eval_runs, self.meta_batch) < 1:
+            raise ValueError(f"horizon, truncation, epochs, eval_every, eval_runs, meta_batch must be >= 1 in {self}")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ keeping, atomic checkpoints and exact resume (all randomness derives from (recip
 global state, so a resumed run repeats the uninterrupted one bit for bit).
 
 `OuterTrainer` holds what every recipe shares; `L2LTrainer` (here) and `MetzTrainer` (meta/metz.py) say what one
-epoch is and how a checkpoint is scored.
+epoch is and how a checkpoint is scored. Under torchrun (loptim.meta.distributed) every rank runs the same outer
+loop on its share of the samples and holds the same meta-parameters; only rank 0 prints, checkpoints and exports.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from loptim.meta import distributed as dist
 from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
-from loptim.meta.estimators import TruncatedBackprop
+from loptim.meta.estimators import TruncatedBackprop, estimate_samples
 from loptim.meta.recipes import L2LRecipe
 from loptim.meta.unroll import draw_truncation, start_unroll
 from loptim.optimizers.lstm import LSTMOptimizerNet
@@ -55,6 +57,11 @@ def rollout(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, se
                                        total_steps=steps)  # fmt: skip
     tail = losses[-max(1, steps // 10) :]
     return sum(tail) / len(tail), params
+
+
+def task_seed(recipe_seed: int, epoch: int, index: int) -> int:
+    """The seed of inner run `index` of an epoch's meta-batch; run 0 keeps the single-run `epoch_seed`."""
+    return epoch_seed(recipe_seed, epoch) + index * 2**32
 
 
 def rollout_train_loss(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int) -> float:
@@ -144,8 +151,15 @@ class OuterTrainer:
             **self.extra_state(),
         }
 
+    def save(self) -> None:
+        """Write the checkpoint atomically from rank 0 (every rank calls this: the state may be gathered)."""
+        state = self.state()
+        if dist.is_main():
+            save_checkpoint(self.checkpoint_path, state)
+
     def resume(self) -> None:
-        ckpt = load_checkpoint(self.checkpoint_path)
+        """Continue exactly from `checkpoint_path` (read by rank 0, sent to every rank: any world size)."""
+        ckpt = dist.broadcast(load_checkpoint(self.checkpoint_path) if dist.is_main() else None)
         if ckpt["recipe"] != self.recipe.name:
             raise ValueError(f"{self.checkpoint_path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
         with torch.no_grad():
@@ -170,11 +184,13 @@ class OuterTrainer:
         self.commands.append(command or " ".join(["loptim", *sys.argv[1:]]))
         deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
         last = min(total, stop_at_epoch if stop_at_epoch is not None else total)
-        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=not progress)
+        quiet = not progress or not dist.is_main()
+        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=quiet)
         try:
-            while self.epoch < last and time.monotonic() < deadline:
+            while self.epoch < last and not dist.broadcast(time.monotonic() >= deadline):
                 start = time.perf_counter()
                 record = self.train_epoch()
+                dist.check_identical(self.meta)
                 self.epoch += 1
                 evaluate = self.epoch % recipe.eval_every == 0 or self.epoch == total
                 if evaluate:
@@ -188,13 +204,13 @@ class OuterTrainer:
                 bar.update(1)
                 bar.set_postfix(meta_loss=f"{record['meta_loss']:.3f}", best=f"{self.best_score:.4f}")
                 if evaluate:
-                    if self.best_epoch == self.epoch:
+                    if self.best_epoch == self.epoch and dist.is_main():
                         self.export(command)
-                    save_checkpoint(self.checkpoint_path, self.state())
+                    self.save()
         finally:
             bar.close()
-        save_checkpoint(self.checkpoint_path, self.state())
-        if self.best is not None:
+        self.save()
+        if self.best is not None and dist.is_main():
             self.export(command)  # the card records how far this run got
         return self.epoch >= total
 
@@ -235,15 +251,21 @@ class L2LTrainer(OuterTrainer):
         self.task = get_task(recipe.task)
 
     def train_epoch(self) -> dict[str, float]:
-        """One inner run of `horizon` steps; one meta-update per truncation."""
+        """`meta_batch` inner runs of `horizon` steps in lockstep (split across ranks); one meta-update per
+        truncation from the gradients of all runs, averaged in run order."""
         recipe = self.recipe
-        unroll = start_unroll(self.task, self.net, recipe.horizon, epoch_seed(recipe.seed, self.epoch))
-        generator = torch.Generator().manual_seed(epoch_seed(recipe.seed, self.epoch) + 3)
-        meta_losses, norms = [], []
-        while not unroll.done:
-            truncation = draw_truncation(unroll, recipe.truncation, with_valid=False)
-            estimate = self.estimator.estimate(self.net, self.meta, [unroll], [truncation], generator)
-            unroll = estimate.unrolls[0]
+        unrolls = [
+            start_unroll(self.task, self.net, recipe.horizon, task_seed(recipe.seed, self.epoch, index))
+            for index in dist.my_indices(recipe.meta_batch)
+        ]
+        meta_losses, norms, step = [], [], 0
+        while step < recipe.horizon:
+            truncations = [draw_truncation(unroll, recipe.truncation, with_valid=False) for unroll in unrolls]
+            seeds = [0] * len(unrolls)  # truncated backprop draws no noise
+            estimate = estimate_samples(
+                self.estimator, self.net, self.meta, unrolls, truncations, seeds, dist.gather_samples
+            )
+            unrolls, step = estimate.unrolls, min(recipe.horizon, step + recipe.truncation)
             grads = estimate.grads
             finite = math.isfinite(estimate.stats["meta_loss"]) and all(torch.isfinite(g).all() for g in grads.values())
             if not finite:
@@ -257,10 +279,10 @@ class L2LTrainer(OuterTrainer):
     def evaluate(self) -> float:
         """Mean final training loss over held-out initializations (the paper's objective on unseen seeds)."""
         meta = {k: v.detach() for k, v in self.meta.items()}
-        scores = [
-            rollout_train_loss(self.net, meta, self.task, self.recipe.horizon, EVAL_SEED_BASE + 3 * i)
-            for i in range(self.recipe.eval_runs)
-        ]
+        scores = dist.map_samples(
+            self.recipe.eval_runs,
+            lambda i: rollout_train_loss(self.net, meta, self.task, self.recipe.horizon, EVAL_SEED_BASE + 3 * i),
+        )
         return sum(scores) / len(scores)
 
     def card_fields(self) -> dict[str, Any]:
