@@ -19,21 +19,18 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from loptim.meta import distributed as dist
 from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
 from loptim.meta.lhopt_rollout import HELD_OUT_DATA, TRAIN_FAMILIES, Episode, run_episode
 from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_optimizer, ppo_update
 from loptim.meta.recipes import LHOPTRecipe
-from loptim.meta.trainer import EVAL_SEED_BASE, git_commit
+from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, git_commit
 from loptim.optimizers.lhopt import OBS_DIM
 from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES
 from loptim.pretrained import save_learned
@@ -117,7 +114,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-class LHOPTTrainer:
+class LHOPTTrainer(EpochLoop):
     """Meta-trains LHOPT's policy with PPO under an `LHOPTRecipe`; one epoch is one PPO iteration.
 
     Same protocol as `OuterTrainer` (the CLI drives both): `run`, `resume`, `export`, `checkpoint_path`, `epoch`,
@@ -125,6 +122,9 @@ class LHOPTTrainer:
     """
 
     kind = "lhopt"
+    eval_key = "eval_reward"
+    higher_is_better = True
+    checkpoint_every_epoch = True
 
     def __init__(self, recipe: LHOPTRecipe, out: Path) -> None:
         if not isinstance(recipe, LHOPTRecipe):
@@ -238,49 +238,12 @@ class LHOPTTrainer:
         self.history, self.commands = ckpt["history"], ckpt["commands"]
         self.eval_references = dict(ckpt["eval_references"])
 
-    def run(
-        self,
-        max_minutes: float | None = None,
-        progress: bool = True,
-        command: str | None = None,
-        stop_at_epoch: int | None = None,
-    ) -> bool:
-        """Train until the recipe's epochs are done, `max_minutes` pass or `stop_at_epoch`; True when finished.
-        A checkpoint is written after every epoch."""
-        recipe, total = self.recipe, self.recipe.epochs
-        self.commands.append(command or " ".join(["loptim", *sys.argv[1:]]))
-        deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
-        last = min(total, stop_at_epoch if stop_at_epoch is not None else total)
-        quiet = not progress or not dist.is_main()
-        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=quiet)
-        try:
-            while self.epoch < last and not dist.broadcast(time.monotonic() >= deadline):
-                start = time.perf_counter()
-                record = self.train_epoch()
-                dist.check_identical(self.policy.state_dict(), "policies")
-                self.epoch += 1
-                evaluate = self.epoch % recipe.eval_every == 0 or self.epoch == total
-                if evaluate:
-                    record["eval_reward"] = score = self.evaluate()
-                    if score > self.best_score:
-                        self.best_score, self.best_epoch = score, self.epoch
-                        self.best = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
-                self.seconds += time.perf_counter() - start
-                record["seconds"] = round(self.seconds, 2)
-                self.history.append(record)
-                bar.update(1)
-                bar.set_postfix(reward=f"{record['mean_reward']:+.3f}", kl=f"{record['approx_kl']:.4f}",
-                                best=f"{self.best_score:+.3f}")  # fmt: skip
-                if evaluate and self.best_epoch == self.epoch and dist.is_main():
-                    self.export(command)
-                self.save()
-        finally:
-            bar.close()
-            self.close()
-        self.save()
-        if self.best is not None and dist.is_main():
-            self.export(command)  # the card records how far this run got
-        return self.epoch >= total
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        return self.policy.state_dict()
+
+    def postfix(self, record: dict[str, float]) -> dict[str, str]:
+        return {"reward": f"{record['mean_reward']:+.3f}", "kl": f"{record['approx_kl']:.4f}",
+                "best": f"{self.best_score:+.3f}"}  # fmt: skip
 
     def export(self, command: str | None = None) -> Path:
         """Write the best policy so far (the current one before any evaluation) as best.safetensors + JSON card."""

@@ -78,7 +78,96 @@ def git_commit() -> str:
         return "unknown"
 
 
-class OuterTrainer:
+class EpochLoop:
+    """The epoch loop every trainer shares: train, evaluate every `eval_every` epochs, keep and export the best,
+    checkpoint, stop at the deadline on the same epoch on every rank. Subclasses provide `train_epoch`,
+    `evaluate`, `trained_state` (what ranks must agree on and what "best" keeps), `save`, `export`, `postfix`."""
+
+    eval_key = "eval_score"
+    higher_is_better = False  # scores: lower is better (losses) unless a subclass says otherwise (rewards)
+    checkpoint_every_epoch = False  # else only after evaluations (and at the end)
+    recipe: Any
+    epoch: int
+    seconds: float
+    best: dict[str, Tensor] | None
+    best_score: float
+    best_epoch: int
+    history: list[dict[str, float]]
+    commands: list[str]
+
+    @property
+    def total_epochs(self) -> int:
+        return self.recipe.epochs
+
+    def train_epoch(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self) -> float:
+        raise NotImplementedError
+
+    def trained_state(self) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def save(self) -> None:
+        raise NotImplementedError
+
+    def export(self, command: str | None = None) -> Path:
+        raise NotImplementedError
+
+    def postfix(self, record: dict[str, float]) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        """Release resources (worker pools) when the loop ends."""
+
+    def _better(self, score: float) -> bool:
+        return score > self.best_score if self.higher_is_better else score < self.best_score
+
+    def run(
+        self,
+        max_minutes: float | None = None,
+        progress: bool = True,
+        command: str | None = None,
+        stop_at_epoch: int | None = None,
+    ) -> bool:
+        """Train until the recipe's epochs are done, `max_minutes` pass or `stop_at_epoch`; True when finished."""
+        recipe, total = self.recipe, self.total_epochs
+        self.commands.append(command or " ".join(["loptim", *sys.argv[1:]]))
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
+        last = min(total, stop_at_epoch if stop_at_epoch is not None else total)
+        quiet = not progress or not dist.is_main()
+        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=quiet)
+        try:
+            while self.epoch < last and not dist.broadcast(time.monotonic() >= deadline):
+                start = time.perf_counter()
+                record = self.train_epoch()
+                dist.check_identical(self.trained_state())
+                self.epoch += 1
+                evaluate = self.epoch % recipe.eval_every == 0 or self.epoch == total
+                if evaluate:
+                    record[self.eval_key] = score = self.evaluate()
+                    if self._better(score):
+                        self.best_score, self.best_epoch = score, self.epoch
+                        self.best = {k: v.detach().clone() for k, v in self.trained_state().items()}
+                self.seconds += time.perf_counter() - start
+                record["seconds"] = round(self.seconds, 2)
+                self.history.append(record)
+                bar.update(1)
+                bar.set_postfix(self.postfix(record))
+                if evaluate and self.best_epoch == self.epoch and dist.is_main():
+                    self.export(command)
+                if evaluate or self.checkpoint_every_epoch:
+                    self.save()
+        finally:
+            bar.close()
+            self.close()
+        self.save()
+        if self.best is not None and dist.is_main():
+            self.export(command)  # the card records how far this run got
+        return self.epoch >= total
+
+
+class OuterTrainer(EpochLoop):
     """Adam over the meta-parameters of `net`, epochs counted, best held-out checkpoint kept and exported.
 
     Subclasses set `kind` and implement `train_epoch`, `evaluate` and `card_fields`; they may add state through
@@ -109,15 +198,11 @@ class OuterTrainer:
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
 
-    @property
-    def total_epochs(self) -> int:
-        return self.recipe.epochs
+    def trained_state(self) -> dict[str, Tensor]:
+        return self.meta
 
-    def train_epoch(self) -> dict[str, float]:
-        raise NotImplementedError
-
-    def evaluate(self) -> float:
-        raise NotImplementedError
+    def postfix(self, record: dict[str, float]) -> dict[str, str]:
+        return {"meta_loss": f"{record['meta_loss']:.3f}", "best": f"{self.best_score:.4f}"}
 
     def card_fields(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -171,48 +256,6 @@ class OuterTrainer:
         self.history = ckpt["history"]
         self.commands = ckpt.get("commands", [])
         self.load_extra_state(ckpt)
-
-    def run(
-        self,
-        max_minutes: float | None = None,
-        progress: bool = True,
-        command: str | None = None,
-        stop_at_epoch: int | None = None,
-    ) -> bool:
-        """Train until the recipe's epochs are done, `max_minutes` pass or `stop_at_epoch`; True when finished."""
-        recipe, total = self.recipe, self.total_epochs
-        self.commands.append(command or " ".join(["loptim", *sys.argv[1:]]))
-        deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
-        last = min(total, stop_at_epoch if stop_at_epoch is not None else total)
-        quiet = not progress or not dist.is_main()
-        bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=quiet)
-        try:
-            while self.epoch < last and not dist.broadcast(time.monotonic() >= deadline):
-                start = time.perf_counter()
-                record = self.train_epoch()
-                dist.check_identical(self.meta)
-                self.epoch += 1
-                evaluate = self.epoch % recipe.eval_every == 0 or self.epoch == total
-                if evaluate:
-                    record["eval_score"] = score = self.evaluate()
-                    if score < self.best_score:
-                        self.best_score, self.best_epoch = score, self.epoch
-                        self.best = {k: v.detach().clone() for k, v in self.meta.items()}
-                self.seconds += time.perf_counter() - start
-                record["seconds"] = round(self.seconds, 2)
-                self.history.append(record)
-                bar.update(1)
-                bar.set_postfix(meta_loss=f"{record['meta_loss']:.3f}", best=f"{self.best_score:.4f}")
-                if evaluate:
-                    if self.best_epoch == self.epoch and dist.is_main():
-                        self.export(command)
-                    self.save()
-        finally:
-            bar.close()
-        self.save()
-        if self.best is not None and dist.is_main():
-            self.export(command)  # the card records how far this run got
-        return self.epoch >= total
 
     def export(self, command: str | None = None) -> Path:
         """Write the best meta-parameters so far as best.safetensors with its JSON card."""
