@@ -129,6 +129,7 @@ class LHOPTTrainer(EpochLoop):
     def __init__(self, recipe: LHOPTRecipe, out: Path) -> None:
         if not isinstance(recipe, LHOPTRecipe):
             raise TypeError(f"LHOPTTrainer needs an LHOPTRecipe, got {type(recipe).__name__}")
+        self.code_commit = git_commit()  # the code this process loaded (the tree may change while it trains)
         self.recipe = recipe
         self.out = Path(out)
         self.policy = make_policy(recipe)
@@ -261,7 +262,7 @@ class LHOPTTrainer(EpochLoop):
             "command": self.commands[0] if self.commands else command,
             "invocations": self.commands,
             "seed": recipe.seed,
-            "git_commit": git_commit(),
+            "git_commit": self.code_commit,
             "best_epoch": self.best_epoch,
             "epochs_run": self.epoch,
             "finished": self.epoch >= recipe.epochs,

@@ -177,6 +177,7 @@ class OuterTrainer(EpochLoop):
     kind = ""
 
     def __init__(self, recipe: Any, out: Path, net: nn.Module, config: Any) -> None:
+        self.code_commit = git_commit()  # the code this process loaded (the tree may change while it trains)
         self.recipe = recipe
         self.out = Path(out)
         self.net = net
@@ -270,7 +271,7 @@ class OuterTrainer(EpochLoop):
             "command": self.commands[0] if self.commands else command,
             "invocations": self.commands,
             "seed": self.recipe.seed,
-            "git_commit": git_commit(),
+            "git_commit": self.code_commit,
             "best_epoch": self.best_epoch,
             "epochs_run": self.epoch,
             "finished": self.epoch >= self.total_epochs,
