@@ -30,7 +30,7 @@ from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
 from loptim.meta.lhopt_rollout import HELD_OUT_DATA, TRAIN_FAMILIES, Episode, run_episode
 from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_optimizer, ppo_update
 from loptim.meta.recipes import LHOPTRecipe
-from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, git_commit
+from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, derive_seed, git_commit
 from loptim.optimizers.lhopt import OBS_DIM
 from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES
 from loptim.pretrained import save_learned
@@ -41,14 +41,6 @@ REWARD_DEFINITION = (
     "clip(log(L_ref / L_policy), -3, 3) at the last decision, gamma 1: final validation loss of a reference run "
     "(same task, seed and batches, initial hyperparameters held fixed) over the policy's; diverged = inf loss"
 )
-
-
-def derive_seed(*parts: int) -> int:
-    """A seed that is a pure function of its integer parts (recipe seed, epoch, episode index, ...)."""
-    value = 0
-    for part in parts:
-        value = (value * 1_000_003 + part) % (2**61 - 1)
-    return value
 
 
 def eval_seed(index: int) -> int:

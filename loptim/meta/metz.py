@@ -19,21 +19,13 @@ from torch import Tensor
 from loptim.meta import distributed as dist
 from loptim.meta.estimators import SmoothedEstimator, estimate_samples
 from loptim.meta.recipes import MetzRecipe
-from loptim.meta.trainer import EVAL_SEED_BASE, OuterTrainer
+from loptim.meta.trainer import EVAL_SEED_BASE, OuterTrainer, derive_seed
 from loptim.meta.unroll import MetaObjective, UnrollState, draw_truncation, run_truncation, start_seeded_unroll
 from loptim.optimizers.mlp import MLPOptimizerNet
 from loptim.tasks import get_family
 from loptim.tasks.base import Task, log_uniform_int
 
 EVAL_LOSS_CAP = 10.0  # a diverged evaluation run scores as the meta-objective's clip value
-
-
-def _seed(*parts: int) -> int:
-    """A seed that is a pure function of its integer parts (recipe seed, epoch, slot, ...)."""
-    value = 0
-    for part in parts:
-        value = (value * 1_000_003 + part) % (2**61 - 1)
-    return value
 
 
 class MetzTrainer(OuterTrainer):
@@ -67,7 +59,7 @@ class MetzTrainer(OuterTrainer):
         """The slot's inner run, restarted with a fresh task when it ended or diverged."""
         data = self.slots[slot]
         if data is None or data["step"] >= data["total_steps"]:
-            task_seed = _seed(self.recipe.seed, self.epoch, slot, 1)
+            task_seed = derive_seed(self.recipe.seed, self.epoch, slot, 1)
             unroll = start_seeded_unroll(self.task(task_seed), self.net, self.inner_length(task_seed), task_seed)
             return unroll
         task = self.task(data["task_seed"])
@@ -78,13 +70,13 @@ class MetzTrainer(OuterTrainer):
         """One outer step: this rank's slots each advance one truncation; one update from all slots' samples.
         Slot i's truncation length, task and noise derive from (recipe seed, epoch, i) alone."""
         recipe = self.recipe
-        generator = torch.Generator().manual_seed(_seed(recipe.seed, self.epoch, 0))
+        generator = torch.Generator().manual_seed(derive_seed(recipe.seed, self.epoch, 0))
         lengths = [recipe.curriculum.length(self.epoch, generator) for _ in range(recipe.unrolls)]  # all slots'
         mine = dist.my_indices(recipe.unrolls)
         unrolls = [self._unroll(slot) for slot in mine]
         valid = self.objective.split == "valid"
         truncations = [draw_truncation(unroll, lengths[slot], valid) for slot, unroll in zip(mine, unrolls)]
-        seeds = [_seed(recipe.seed, self.epoch, slot, 2) for slot in mine]
+        seeds = [derive_seed(recipe.seed, self.epoch, slot, 2) for slot in mine]
         estimate = estimate_samples(
             self.estimator, self.net, self.meta, unrolls, truncations, seeds, dist.gather_samples
         )

@@ -59,6 +59,14 @@ def rollout(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, se
     return sum(tail) / len(tail), params
 
 
+def derive_seed(*parts: int) -> int:
+    """A seed that is a pure function of its integer parts (recipe seed, epoch, sample index, ...)."""
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + part) % (2**61 - 1)
+    return value
+
+
 def task_seed(recipe_seed: int, epoch: int, index: int) -> int:
     """The seed of inner run `index` of an epoch's meta-batch; run 0 keeps the single-run `epoch_seed`."""
     return epoch_seed(recipe_seed, epoch) + index * 2**32
