@@ -12,5 +12,6 @@ loptim bench fashion-cnn --optimizers adam,momentum,rmsprop,mlp --seeds 3 --sche
   --out "$out/fashion-cnn-constant"
 # (b) meta-training curves of backprop-only, ES-only and combined at equal minutes
 python benchmarks/metz2019/compare_estimators.py --minutes "${MINUTES:-5}" --parallel 2
-# (a) meta-gradient norm and variance against unroll length
-python benchmarks/metz2019/pathology.py --weights mlp-mnist
+# (a) meta-gradient norm and variance against unroll length, at the shipped step size and 10x longer steps
+python benchmarks/metz2019/pathology.py --weights mlp-mnist --samples 6
+python benchmarks/metz2019/pathology.py --weights mlp-mnist --samples 6 --step-scale 10
