@@ -69,12 +69,17 @@ class Combination:
 
 
 def inverse_variance_combine(es: list[Params], rp: list[Params], eps: float = 1e-30) -> Combination:
+    """Combine ES and reparameterization samples by inverse empirical variance (see `combine_moments`)."""
+    return combine_moments(*mean_and_variance(es), *mean_and_variance(rp), eps=eps)
+
+
+def combine_moments(
+    es_mean: Params, es_var: Params, rp_mean: Params, rp_var: Params, eps: float = 1e-30
+) -> Combination:
     """g = (g_es / var_es + g_rp / var_rp) / (1 / var_es + 1 / var_rp), per element (Metz et al. 2019, Eq. 6).
 
     A non-finite reparameterization sample (an exploding unroll) gets weight 0: the ES estimate is used alone.
     """
-    es_mean, es_var = mean_and_variance(es)
-    rp_mean, rp_var = mean_and_variance(rp)
     grad, es_weight = {}, {}
     for k in es_mean:
         w_es = 1.0 / (es_var[k] + eps)

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import Tensor
 
-from loptim.meta.es import Params, inverse_variance_combine, mean_and_variance, sample_perturbations
+from loptim.meta.es import Params, combine_moments, mean_and_variance, sample_perturbations
 from loptim.meta.unroll import L2L_OBJECTIVE, METZ_OBJECTIVE, MetaObjective, Truncation, UnrollState, run_truncation
 
 
@@ -35,7 +35,7 @@ class Estimator(Protocol):
         meta_params: Params,
         unrolls: list[UnrollState],
         truncations: list[Truncation],
-        generator: torch.Generator,
+        generator: torch.Generator | None,
     ) -> Estimate: ...
 
 
@@ -115,8 +115,23 @@ def estimate_samples(
     return Estimate(grads, ends, stats)
 
 
+class SampledEstimator:
+    """`estimate` for estimators made of `sample` (one inner run, from its own seed) and `reduce` (all samples)."""
+
+    def estimate(
+        self,
+        lopt: Any,
+        meta_params: Params,
+        unrolls: list[UnrollState],
+        truncations: list[Truncation],
+        generator: torch.Generator | None,
+    ) -> Estimate:
+        seeds = draw_seeds(generator, len(unrolls))
+        return estimate_samples(self, lopt, meta_params, unrolls, truncations, seeds)
+
+
 @dataclass(frozen=True)
-class TruncatedBackprop:
+class TruncatedBackprop(SampledEstimator):
     """L2L's estimator: backprop through each truncation at phi itself, averaged over the batch of inner runs."""
 
     objective: MetaObjective = L2L_OBJECTIVE
@@ -135,19 +150,9 @@ class TruncatedBackprop:
         mean = {k: torch.stack([s.grads[0][k] for s in samples]).mean(0) for k in meta_params}
         return mean, {"meta_loss": sum(s.plus for s in samples) / len(samples)}
 
-    def estimate(
-        self,
-        lopt: Any,
-        meta_params: Params,
-        unrolls: list[UnrollState],
-        truncations: list[Truncation],
-        generator: torch.Generator | None,
-    ) -> Estimate:
-        return estimate_samples(self, lopt, meta_params, unrolls, truncations, [0] * len(unrolls))
-
 
 @dataclass(frozen=True)
-class SmoothedEstimator:
+class SmoothedEstimator(SampledEstimator):
     """Gradient of the Gaussian-smoothed meta-loss E[L(phi + eps)], eps ~ N(0, sigma^2) (Metz et al. 2019, Sec. 3).
 
     mode "rp": reparameterization, backprop through the unroll at phi + eps and phi - eps (2 samples per run);
@@ -194,37 +199,22 @@ class SmoothedEstimator:
                 es_samples.append({k: difference * e / (2 * self.sigma**2) for k, e in eps.items()})
             rp_samples += sample.grads
         stats = {"meta_loss": sum(0.5 * (s.plus + s.minus) for s in samples) / len(samples)}
-        zero = {k: torch.zeros_like(v) for k, v in meta_params.items()}
-        es_mean = es_var = rp_mean = rp_var = None
-        if len(es_samples) > 1:
-            es_mean, es_var = mean_and_variance(es_samples)
-            stats["es_variance"] = _weighted_mean({k: float(v.mean()) for k, v in es_var.items()}, meta_params)
-        if len(rp_samples) > 1:
-            rp_mean, rp_var = mean_and_variance(rp_samples)
-            stats["rp_variance"] = _weighted_mean({k: float(v.mean()) for k, v in rp_var.items()}, meta_params)
-        if self.mode == "es":
-            grads = es_mean if es_mean is not None else zero
-        elif self.mode == "rp":
-            grads = rp_mean if rp_mean is not None else zero
-        elif es_mean is None:
-            grads = rp_mean if rp_mean is not None else zero
-        else:
-            combination = inverse_variance_combine(es_samples, rp_samples) if rp_samples else None
-            grads = combination.grad if combination is not None else es_mean
-            share = combination.es_weight if combination is not None else {k: 1.0 for k in meta_params}
+        es = mean_and_variance(es_samples) if len(es_samples) > 1 else None  # a variance needs 2 samples
+        rp = mean_and_variance(rp_samples) if len(rp_samples) > 1 else None
+        for name, moments in (("es_variance", es), ("rp_variance", rp)):
+            if moments is not None:
+                stats[name] = _weighted_mean({k: float(v.mean()) for k, v in moments[1].items()}, meta_params)
+        if self.mode == "combined" and es is not None:
+            if rp is not None:
+                combination = combine_moments(*es, *rp)
+                grads, share = combination.grad, combination.es_weight
+            else:  # no usable backprop samples: ES alone
+                grads, share = es[0], dict.fromkeys(meta_params, 1.0)
             stats["es_weight"] = _weighted_mean(share, meta_params)
+        else:
+            chosen = es if self.mode == "es" else rp  # combined without ES samples falls back to backprop
+            grads = chosen[0] if chosen is not None else {k: torch.zeros_like(v) for k, v in meta_params.items()}
         stats["samples_dropped"] = float(
             len(samples) * (1 if self.mode == "es" else 2) - (len(es_samples) if self.mode == "es" else len(rp_samples))
         )
         return grads, stats
-
-    def estimate(
-        self,
-        lopt: Any,
-        meta_params: Params,
-        unrolls: list[UnrollState],
-        truncations: list[Truncation],
-        generator: torch.Generator,
-    ) -> Estimate:
-        seeds = draw_seeds(generator, len(unrolls))
-        return estimate_samples(self, lopt, meta_params, unrolls, truncations, seeds)

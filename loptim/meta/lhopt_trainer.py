@@ -16,7 +16,6 @@ its ranks.
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 from dataclasses import asdict
@@ -33,7 +32,6 @@ from loptim.meta.recipes import LHOPTRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, derive_seed, git_commit
 from loptim.optimizers.lhopt import OBS_DIM
 from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES
-from loptim.pretrained import save_learned
 
 UPDATE_SALT = 0x51ED27  # the PPO minibatch order's seed part, distinct from every episode index
 HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # DESIGN.md table
@@ -243,24 +241,11 @@ class LHOPTTrainer(EpochLoop):
         policy = ActorCritic(policy_config(self.recipe))
         policy.load_state_dict(self.best or self.policy.state_dict())
         recipe = self.recipe
-        card = {
+        fields = {
             "optimizer": "lhopt (Almeida et al. 2021)",
             "meta_trained_on": meta_training_tasks(recipe),
             "held_out": {"tasks": list(HELD_OUT_TASKS), "data_never_sampled": list(HELD_OUT_DATA)},
             "reward": REWARD_DEFINITION,
             "selection_score": {"mean_greedy_reward_eval_episodes": self.best_score, "episodes": recipe.eval_rollouts},
-            "architecture": asdict(policy_config(recipe)),
-            "recipe": asdict(recipe),
-            "command": self.commands[0] if self.commands else command,
-            "invocations": self.commands,
-            "seed": recipe.seed,
-            "git_commit": self.code_commit,
-            "best_epoch": self.best_epoch,
-            "epochs_run": self.epoch,
-            "finished": self.epoch >= recipe.epochs,
-            "meta_training_seconds": round(self.seconds, 1),
         }
-        path = self.out / "best.safetensors"
-        save_learned(path, self.kind, policy, asdict(policy_config(recipe)), card)
-        (self.out / "history.json").write_text(json.dumps(self.history))
-        return path
+        return self.write_weights(self.kind, policy, asdict(policy_config(recipe)), fields, command)

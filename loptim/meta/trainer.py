@@ -102,6 +102,8 @@ class EpochLoop:
     best_epoch: int
     history: list[dict[str, float]]
     commands: list[str]
+    code_commit: str
+    out: Path
 
     @property
     def total_epochs(self) -> int:
@@ -124,6 +126,27 @@ class EpochLoop:
 
     def postfix(self, record: dict[str, float]) -> dict[str, str]:
         return {}
+
+    def write_weights(self, kind: str, net: nn.Module, config: dict[str, Any], fields: dict[str, Any],
+                      command: str | None) -> Path:  # fmt: skip
+        """best.safetensors + its JSON card (`fields` plus the run's provenance) + history.json, in `out`."""
+        card = {
+            **fields,
+            "architecture": config,
+            "recipe": asdict(self.recipe),
+            "command": self.commands[0] if self.commands else command,
+            "invocations": self.commands,
+            "seed": self.recipe.seed,
+            "git_commit": self.code_commit,
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epoch,
+            "finished": self.epoch >= self.total_epochs,
+            "meta_training_seconds": round(self.seconds, 1),
+        }
+        path = self.out / "best.safetensors"
+        save_learned(path, kind, net, config, card)
+        (self.out / "history.json").write_text(json.dumps(self.history))
+        return path
 
     def close(self) -> None:
         """Release resources (worker pools) when the loop ends."""
@@ -272,23 +295,7 @@ class OuterTrainer(EpochLoop):
         with torch.no_grad():
             for k, p in net.named_parameters():
                 p.copy_((self.best or self.meta)[k])
-        card = {
-            **self.card_fields(),
-            "architecture": asdict(self.config),
-            "recipe": asdict(self.recipe),
-            "command": self.commands[0] if self.commands else command,
-            "invocations": self.commands,
-            "seed": self.recipe.seed,
-            "git_commit": self.code_commit,
-            "best_epoch": self.best_epoch,
-            "epochs_run": self.epoch,
-            "finished": self.epoch >= self.total_epochs,
-            "meta_training_seconds": round(self.seconds, 1),
-        }
-        path = self.out / "best.safetensors"
-        save_learned(path, self.kind, net, asdict(self.config), card)
-        (self.out / "history.json").write_text(json.dumps(self.history))
-        return path
+        return self.write_weights(self.kind, net, asdict(self.config), self.card_fields(), command)
 
 
 class L2LTrainer(OuterTrainer):

@@ -52,7 +52,8 @@ class ChunkPlan:
 
     starts: list[int]
     ends: list[int]
-    tensor_of_chunk: Tensor  # (n_chunks,) index of the tensor each chunk lies in
+    owners: list[int]  # index of the tensor each chunk lies in (read per chunk: a list, no tensor indexing)
+    tensor_of_chunk: Tensor  # the same as a tensor, for the per-tensor reduction
     sizes: list[int]
 
     @staticmethod
@@ -64,7 +65,7 @@ class ChunkPlan:
                 ends.append(min(start + chunk, offset + size))
                 owners.append(index)
             offset += size
-        return ChunkPlan(starts, ends, torch.tensor(owners, dtype=torch.long), list(sizes))
+        return ChunkPlan(starts, ends, owners, torch.tensor(owners, dtype=torch.long), list(sizes))
 
 
 class MLPOptimizerNet(nn.Module):
@@ -166,7 +167,7 @@ class MLPOptimizerNet(nn.Module):
                 lo, hi = plan.starts[k], plan.ends[k]
                 c = hi - lo
                 a, b, o = h1[:, :c], h2[:, :c], out[:, :c]
-                torch.mm(folded[0][int(plan.tensor_of_chunk[k])], scratch[:, lo:hi], out=a).relu_()
+                torch.mm(folded[0][plan.owners[k]], scratch[:, lo:hi], out=a).relu_()
                 torch.addmm(b2, w2, a, out=b).relu_()
                 torch.addmm(b3, w3, b, out=o)
                 torch.mul(o[1], self.config.exp_mult, out=delta[lo:hi]).exp_().mul_(o[0])
