@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -26,17 +26,6 @@ class Estimate:
     grads: Params
     unrolls: list[UnrollState]
     stats: dict[str, float] = field(default_factory=dict)
-
-
-class Estimator(Protocol):
-    def estimate(
-        self,
-        lopt: Any,
-        meta_params: Params,
-        unrolls: list[UnrollState],
-        truncations: list[Truncation],
-        generator: torch.Generator | None,
-    ) -> Estimate: ...
 
 
 def perturbed_leaves(meta_params: Params, shift: Params | None = None, sign: float = 1.0) -> Params:
@@ -116,7 +105,8 @@ def estimate_samples(
 
 
 class SampledEstimator:
-    """`estimate` for estimators made of `sample` (one inner run, from its own seed) and `reduce` (all samples)."""
+    """The estimator interface the trainers call (`estimate`), built from `sample` (one inner run, from its own seed)
+    and `reduce` (all samples, in global order)."""
 
     def estimate(
         self,
