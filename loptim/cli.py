@@ -101,6 +101,10 @@ def _meta_train(args: argparse.Namespace) -> None:
         raise LoptimError(f"recipe '{args.recipe}' does not train '{args.optimizer}'; its recipes: {known}")
     if args.seed is not None:
         recipe = dataclasses.replace(recipe, seed=args.seed)
+    if args.workers is not None:
+        if not isinstance(recipe, LHOPTRecipe):
+            raise LoptimError("--workers applies to LHOPT recipes (parallel episodes); L2L and Metz use torchrun")
+        recipe = dataclasses.replace(recipe, workers=args.workers)
     out = Path(args.out)
     trainer = trainer_type(recipe, out)
     exists = dist.broadcast(trainer.checkpoint_path.exists())  # rank 0's disk holds the checkpoints
@@ -157,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     meta.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt exactly")
     meta.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
+    meta.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="LHOPT: parallel episode processes (default: the recipe's; results do not depend on it)",
+    )
     meta.set_defaults(func=cmd_meta_train)
     return parser
 

@@ -18,6 +18,7 @@ from loptim.meta.lhopt_rollout import (
     draw_episode,
     relative_reward,
     run_episode,
+    shaped_rewards,
     task_dataset,
 )
 from loptim.meta.lhopt_trainer import LHOPTTrainer, episodes_to_batch, make_policy
@@ -116,14 +117,26 @@ def test_reward_matches_hand_computed_values():
         relative_reward(-1.0, 1.0)
 
 
-def test_reward_sits_at_the_last_decision_of_each_episode():
+def test_shaped_rewards_match_hand_computed_values_and_sum_to_the_return():
+    ref, pol = [2.0, 2.0, 1.0], [2.0, 1.0, 2.0]
+    rewards = shaped_rewards(ref, pol, reward=0.25)
+    expected = [math.log(2.0), -2 * math.log(2.0), 0.25 + math.log(2.0)]  # phi = 0, log 2, -log 2
+    assert rewards == pytest.approx(expected, abs=1e-15) and sum(rewards) == pytest.approx(0.25, abs=1e-15)
+    assert shaped_rewards([1.0, 1.0], [1.0, math.inf], reward=-3.0) == [-3.0, 0.0]  # diverged: phi = -3
+    assert shaped_rewards([], [], reward=1.0) == []
+
+
+def test_shaped_rewards_of_an_episode_sum_to_its_return():
     recipe, policy = _tiny(), make_policy(_tiny())
     episodes = [run_episode(recipe, policy, seed) for seed in (3, 4)]
     batch = episodes_to_batch(episodes)
     for row, episode in enumerate(episodes):
         k = episode.decisions
-        assert k >= 3 and batch.mask[row].sum() == k and batch.rewards[row, k - 1] == episode.reward
-        assert batch.rewards[row].abs().sum() == abs(episode.reward)
+        assert k >= 3 and batch.mask[row].sum() == k and episode.rewards.shape == (k,)
+        # phi_0 = 0: the first window is trained before any decision, identically in both runs
+        assert float(episode.rewards.sum()) == pytest.approx(episode.reward, abs=1e-9)
+        assert torch.equal(batch.rewards[row, :k], episode.rewards.float()) and not batch.rewards[row, k:].any()
+    assert any(bool(e.rewards[:-1].ne(0).any()) for e in episodes)  # credit arrives before the end
     assert not torch.equal(episodes[0].obs[0], episodes[1].obs[0])
     again = run_episode(recipe, policy, 3)
     assert torch.equal(again.obs, episodes[0].obs) and torch.equal(again.actions, episodes[0].actions)
@@ -143,6 +156,7 @@ def test_a_no_op_policy_scores_exactly_zero_and_another_does_not():
     recipe = _tiny(inner_steps=(40, 40))
     noop = run_episode(recipe, _fixed_choice_policy(recipe, NOOP_ACTION), 5, greedy=True)
     assert noop.decisions >= 3 and noop.final_loss == noop.reference_loss and noop.reward == 0.0
+    assert not noop.rewards.any()
     faster = list(NOOP_ACTION)
     faster[[h.name for h in ACTION_HEADS].index("lr")] = HEAD_SIZES[0] - 1  # lr x2 at every decision
     moved = run_episode(recipe, _fixed_choice_policy(recipe, faster), 5, greedy=True)

@@ -6,13 +6,20 @@ sampled actions) derives from its integer seed, so an episode is a pure function
 results never depend on which worker ran it or when. The inner loop uses the same controller functions as the
 `loptim.LHOPT` shell (`record_step`, `observe`, `decide`), so the policy meets the same observations in use.
 
-Reward (loptim's choice; DESIGN.md asks to document it): R = clip(log(L_ref / L_policy), -3, 3), given at the
-last decision, 0 before it, gamma 1. L_policy is the run's final validation loss, L_ref the final validation loss
-of a reference run of the same task and seed (same initialization, same batches) with the episode's initial
-hyperparameters held fixed. A diverged run counts as an infinite loss (R = -3 if only the policy diverged, +3 if
-only the reference did, 0 if both). The published example config instead compares steps-to-loss against a
-power-law fit of a baseline curve; a final-loss ratio is cheaper (one reference run, no fit), unitless, and
-comparable across tasks, and a policy that keeps the initial hyperparameters scores exactly 0.
+Reward (loptim's choice; DESIGN.md asks to document it): the episode's return is R = clip(log(L_ref / L_policy),
+-3, 3) with gamma 1. L_policy is the run's final validation loss, L_ref the final validation loss of a reference
+run of the same task and seed (same initialization, same batches) with the episode's initial hyperparameters held
+fixed. A diverged run counts as an infinite loss (R = -3 if only the policy diverged, +3 if only the reference
+did, 0 if both). The published example config instead compares steps-to-loss against a power-law fit of a
+baseline curve; a final-loss ratio is cheaper (one reference run, no fit), unitless, and comparable across
+tasks, and a policy that keeps the initial hyperparameters scores exactly 0.
+
+R is paid out over the decisions by potential-based shaping (Ng et al. 1999): with phi_k = clip(log(W_ref,k /
+W_policy,k), -3, 3), W the mean training loss of the window that ends at decision k (same batches in both runs),
+decision k earns phi_{k+1} - phi_k and the last decision R - phi_{K-1}. Before the first decision both runs are
+identical, so phi_0 = 0 and the rewards sum to R exactly; what changes is credit assignment: a decision is paid
+for what the paired training losses did after it, not for what earlier decisions did (a single reward at the end
+of 8-64 decisions left PPO with no usable signal in loptim's first run).
 """
 
 from __future__ import annotations
@@ -156,13 +163,42 @@ class Episode:
     actions: Tensor  # (K, heads) long
     log_probs: Tensor  # (K,)
     values: Tensor  # (K,)
-    reward: float
+    rewards: Tensor  # (K,) float64: the shaped per-decision rewards, summing to `reward`
+    reward: float  # the return R = clip(log(L_ref / L_policy))
     final_loss: float
     reference_loss: float
     family: str
     steps: int
     decisions: int
     diverged: bool
+
+
+@dataclass
+class InnerResult:
+    """What an inner run leaves: its final validation loss, the mean training loss of each decision window
+    (inf once diverged), the policy's trajectory rows (empty for a reference run) and whether it diverged."""
+
+    final_loss: float
+    window_losses: list[float]
+    rows: dict[str, list[Tensor]]
+    diverged: bool
+
+
+def decision_steps(spec: EpisodeSpec) -> list[int]:
+    """The inner steps (counted from 1) after which the policy decides: every `interval`, never at the end."""
+    return list(range(spec.interval, spec.steps, spec.interval))
+
+
+def shaped_rewards(
+    reference_windows: list[float], policy_windows: list[float], reward: float, clip: float = 3.0
+) -> list[float]:
+    """Per-decision rewards phi_{k+1} - phi_k, the last R - phi_{K-1}, phi_k = clipped log window-loss ratio
+    (module docstring). They sum to R - phi_0. A diverged policy's windows are inf (phi = -clip)."""
+    count = len(policy_windows)
+    if count == 0:
+        return []
+    phi = [relative_reward(reference_windows[k], policy_windows[k], clip) for k in range(count)]
+    return [phi[k + 1] - phi[k] for k in range(count - 1)] + [reward - phi[-1]]
 
 
 def inner_run(
@@ -172,13 +208,13 @@ def inner_run(
     observe_valid_batches: int,
     policy: ActorCritic | None = None,
     generator: torch.Generator | None = None,
-) -> tuple[float, dict[str, list[Tensor]], bool]:
+) -> InnerResult:
     """Train `spec.task` from `spec.hparams` for `spec.steps` inner steps; the policy (if any) acts every
     `spec.interval` steps, sampling with `generator` (greedy if None), after seeing the validation loss on the
     first `observe_valid_batches` of the episode's `valid_batches` validation minibatches (all score the end).
 
-    Returns (final validation loss, the trajectory's rows, diverged). A run stops early, diverged, when its loss
-    is not finite and no restart register holds a state to go back to."""
+    A run stops early, diverged, when its loss is not finite and no restart register holds a state to go back
+    to; its remaining decision windows count as inf."""
     task = spec.task
     initial = task.init(torch.Generator().manual_seed(spec.seed))
     names = list(initial)
@@ -190,9 +226,12 @@ def inner_run(
     lstm_state = policy.initial_state(1) if policy is not None else None
     rows: dict[str, list[Tensor]] = {"obs": [], "actions": [], "log_probs": [], "values": []}
     diverged = False
+    windows: list[float] = []
+    window_sum = 0.0
     for step in range(spec.steps):
         loss = task.loss(dict(zip(names, params)), next(batches))
         loss_value = float(loss.detach())
+        window_sum += loss_value
         if not math.isfinite(loss_value) and all(r is None for r in controller["registers"]):
             diverged = True
             break
@@ -203,7 +242,12 @@ def inner_run(
         )
         record_step(controller, loss_value, clipped, features)
         done = step + 1
-        if policy is None or done % spec.interval != 0 or done >= spec.steps:
+        if done % spec.interval != 0 or done >= spec.steps:
+            continue
+        window = window_sum / spec.interval
+        windows.append(window if math.isfinite(window) else math.inf)
+        window_sum = 0.0
+        if policy is None:
             continue
         progress = done / spec.steps
         controller["valid_pending"] = valid_loss(task, dict(zip(names, params)), validation[:observe_valid_batches])
@@ -214,7 +258,8 @@ def inner_run(
             rows[key].append(value)
         inner_state = decide(controller, actions[0].tolist(), params, inner_state, loss=window_loss, progress=progress)
     final = math.inf if diverged else valid_loss(task, dict(zip(names, params)), validation)
-    return final, rows, diverged or not math.isfinite(final)
+    windows += [math.inf] * (len(decision_steps(spec)) - len(windows))
+    return InnerResult(final, windows, rows, diverged or not math.isfinite(final))
 
 
 def run_episode(
@@ -225,14 +270,27 @@ def run_episode(
     greedy: bool = False,
     reference_loss: float | None = None,
 ) -> Episode:
-    """The episode of `seed` under `recipe`: the reference run (unless `reference_loss` is
-    given), the policy's run, and the reward at the last decision."""
+    """The episode of `seed` under `recipe`: the reference run, the policy's run, and the shaped rewards.
+
+    With `reference_loss` given (cached evaluation episodes) the reference run is skipped and the whole return
+    sits at the last decision: evaluation only reads the return."""
     spec = draw_episode(recipe.families, recipe.inner_steps, recipe.decisions, seed)
-    if reference_loss is None:
-        reference_loss = inner_run(spec, recipe.inner, recipe.valid_batches, recipe.observe_valid_batches)[0]
-    generator = None if greedy else torch.Generator().manual_seed(seed ^ ACTION_SALT)
     valid = (recipe.valid_batches, recipe.observe_valid_batches)
-    final, rows, diverged = inner_run(spec, recipe.inner, *valid, policy, generator)
+    reference_windows = None
+    if reference_loss is None:
+        reference = inner_run(spec, recipe.inner, *valid)
+        reference_loss, reference_windows = reference.final_loss, reference.window_losses
+    generator = None if greedy else torch.Generator().manual_seed(seed ^ ACTION_SALT)
+    result = inner_run(spec, recipe.inner, *valid, policy, generator)
+    rows, final, diverged = result.rows, result.final_loss, result.diverged
+    reward = relative_reward(reference_loss, final, recipe.reward_clip)
+    count = len(rows["obs"])
+    if reference_windows is None:
+        per_decision = [0.0] * max(count - 1, 0) + [reward] * min(count, 1)
+    else:
+        per_decision = shaped_rewards(
+            reference_windows[:count], result.window_losses[:count], reward, recipe.reward_clip
+        )
     heads = len(policy.config.head_sizes)
     stacked = {
         "obs": torch.stack(rows["obs"]) if rows["obs"] else torch.zeros(0, policy.config.obs_dim),
@@ -242,7 +300,8 @@ def run_episode(
     }
     return Episode(
         **stacked,
-        reward=relative_reward(reference_loss, final, recipe.reward_clip),
+        rewards=torch.tensor(per_decision, dtype=torch.float64),
+        reward=reward,
         final_loss=final,
         reference_loss=reference_loss,
         family=spec.family,

@@ -30,14 +30,15 @@ from loptim.meta.lhopt_rollout import HELD_OUT_DATA, TRAIN_FAMILIES, Episode, ru
 from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_optimizer, ppo_update
 from loptim.meta.recipes import LHOPTRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, derive_seed, git_commit
-from loptim.optimizers.lhopt import OBS_DIM
-from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES
+from loptim.optimizers.lhopt import OBS_DIM, noop_bias
+from loptim.optimizers.lhopt_actions import HEAD_SIZES
 
 UPDATE_SALT = 0x51ED27  # the PPO minibatch order's seed part, distinct from every episode index
 HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # DESIGN.md table
 REWARD_DEFINITION = (
-    "clip(log(L_ref / L_policy), -3, 3) at the last decision, gamma 1: final validation loss of a reference run "
-    "(same task, seed and batches, initial hyperparameters held fixed) over the policy's; diverged = inf loss"
+    "return clip(log(L_ref / L_policy), -3, 3), gamma 1: final validation loss of a reference run (same task, seed "
+    "and batches, initial hyperparameters held fixed) over the policy's; diverged = inf loss; paid out per decision "
+    "by potential-based shaping on the paired window training-loss log-ratios (loptim.meta.lhopt_rollout)"
 )
 
 
@@ -51,14 +52,13 @@ def policy_config(recipe: LHOPTRecipe) -> PolicyConfig:
 
 
 def make_policy(recipe: LHOPTRecipe) -> ActorCritic:
-    """The initial policy: near-uniform logits with +1 on each head's no-op (as `default_policy`), so that the
+    """The initial policy: near-uniform logits plus the recipe's `noop_bias` on each head's no-op, so that the
     greedy policy keeps the initial hyperparameters until trained while sampling still explores every choice."""
-    bias = torch.cat([torch.nn.functional.one_hot(torch.tensor(head.noop), head.size) for head in ACTION_HEADS])
-    return ActorCritic(policy_config(recipe), torch.Generator().manual_seed(recipe.seed), bias.float())
+    return ActorCritic(policy_config(recipe), torch.Generator().manual_seed(recipe.seed), noop_bias(recipe.noop_bias))
 
 
 def episodes_to_batch(episodes: list[Episode]) -> TrajectoryBatch:
-    """Pad episodes to (B, T); the reward sits at each episode's last decision, which ends it (last value 0)."""
+    """Pad episodes to (B, T) with each decision's shaped reward; the last decision ends the episode (last value 0)."""
     count, length = len(episodes), max(1, max(e.decisions for e in episodes))
     heads = episodes[0].actions.shape[1]
     batch = TrajectoryBatch(
@@ -75,8 +75,7 @@ def episodes_to_batch(episodes: list[Episode]) -> TrajectoryBatch:
         batch.obs[row, :k], batch.actions[row, :k] = episode.obs, episode.actions
         batch.log_probs[row, :k], batch.values[row, :k] = episode.log_probs, episode.values
         batch.mask[row, :k] = True
-        if k > 0:
-            batch.rewards[row, k - 1] = episode.reward
+        batch.rewards[row, :k] = episode.rewards.to(batch.rewards.dtype)
     return batch
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from loptim.meta.curriculum import TruncationCurriculum
 from loptim.meta.ppo import PPOConfig
+from loptim.optimizers.lhopt_actions import DEFAULT_NOOP_BIAS
 from loptim.optimizers.lhopt_inner import PUBLISHED, InnerConfig
 from loptim.optimizers.lstm import LSTMConfig
 from loptim.optimizers.mlp import MLPConfig
@@ -101,8 +102,10 @@ class LHOPTRecipe:
     eval_rollouts: int = 8
     seed: int = 0
     hidden: int = 64  # example config 256; scaled down (loptim.meta.ppo.PolicyConfig)
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    inner: InnerConfig = PUBLISHED  # the published inner optimizer, as loptim.LHOPT uses by default
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(lr=1e-3))  # config 2e-4: approx-KL stayed < 3e-4
+    inner: InnerConfig = PUBLISHED
+    # Initial logit of each head's no-op, in lhopt_actions.ACTION_HEADS order (lhopt_actions.DEFAULT_NOOP_BIAS).
+    noop_bias: tuple[float, ...] = DEFAULT_NOOP_BIAS  # the published inner optimizer, as loptim.LHOPT uses by default
 
     def __post_init__(self) -> None:
         from loptim.meta.lhopt_rollout import check_families
@@ -111,6 +114,10 @@ class LHOPTRecipe:
         for label, (low, high), floor in (("inner_steps", self.inner_steps, 2), ("decisions", self.decisions, 1)):
             if not floor <= low <= high:
                 raise ValueError(f"{label} must be a range ({floor} <= low <= high), got {(low, high)}")
+        from loptim.optimizers.lhopt_actions import ACTION_HEADS  # noqa: PLC0415
+
+        if len(self.noop_bias) != len(ACTION_HEADS):
+            raise ValueError(f"noop_bias needs one value per action head ({len(ACTION_HEADS)}), got {self.noop_bias}")
         sizes = (self.rollouts, self.workers, self.epochs, self.eval_every, self.eval_rollouts, self.hidden)
         if min(sizes) < 1 or not 1 <= self.observe_valid_batches <= self.valid_batches:
             raise ValueError(

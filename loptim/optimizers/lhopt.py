@@ -33,6 +33,7 @@ from loptim.lhopt_features import (
 from loptim.meta.ppo import ActorCritic, PolicyConfig, choose
 from loptim.optimizers.lhopt_actions import (
     ACTION_HEADS,
+    DEFAULT_NOOP_BIAS,
     HEAD_SIZES,
     NOOP_ACTION,
     NUM_REGISTERS,
@@ -82,10 +83,16 @@ class MissingLossError(LoptimError, ValueError):
     """LHOPT's policy needs each step's training loss."""
 
 
+def noop_bias(bonus: tuple[float, ...] = DEFAULT_NOOP_BIAS) -> Tensor:
+    """Initial head biases: `bonus[i]` on head i's no-op, 0 elsewhere."""
+    rows = [extra * torch.nn.functional.one_hot(torch.tensor(h.noop), h.size) for h, extra in zip(ACTION_HEADS, bonus)]
+    return torch.cat(rows).float()
+
+
 def default_policy(seed: int = 0) -> ActorCritic:
-    """A freshly initialized policy whose near-uniform logits get +1 on each head's no-op, so that, acting
-    greedily, it keeps the initial hyperparameters until trained."""
-    bias = torch.cat([torch.nn.functional.one_hot(torch.tensor(head.noop), head.size) for head in ACTION_HEADS])
+    """A freshly initialized policy with DEFAULT_NOOP_BIAS on each head's no-op, so that, acting greedily, it
+    keeps the initial hyperparameters until trained."""
+    bias = noop_bias()
     return ActorCritic(PolicyConfig(OBS_DIM, HEAD_SIZES), torch.Generator().manual_seed(seed), bias.float())
 
 

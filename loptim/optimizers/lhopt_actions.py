@@ -57,6 +57,10 @@ ACTION_HEADS: tuple[HeadSpec, ...] = (
     HeadSpec("restart", "restart", RESTART_CHOICES),
 )
 HEAD_SIZES = tuple(head.size for head in ACTION_HEADS)
+# Initial policy logit of each head's no-op, over 0 for the other choices (loptim's choice, the paper does not
+# say): the untrained greedy policy keeps the initial hyperparameters and sampling explores the learning rate most.
+# With +1 everywhere, sampling loaded a restart register at 70% of decisions and undid the training.
+DEFAULT_NOOP_BIAS = (1.5, 3.0, 3.0, 3.0, 3.0, 3.0, 4.0)
 NOOP_ACTION = tuple(head.noop for head in ACTION_HEADS)
 HPARAM_HEADS = tuple(head for head in ACTION_HEADS if head.kind != "restart")
 RESTART_HEAD = len(ACTION_HEADS) - 1
