@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from loptim.evaluate.bench import optimizer_order
 from loptim.evaluate.harness import Curve, validation_steps
-from loptim.evaluate.results import summarize
+from loptim.evaluate.results import summarize, versus
 from loptim.evaluate.speedup import first_reach, mean_curve, speedup
 
 STEPS = [0, 10, 20, 30, 40]
@@ -131,3 +132,16 @@ def test_curve_json_round_trip():
     original.metrics = {"accuracy": 0.5}
     original.diverged = True
     assert Curve.from_json(original.to_json()) == original
+
+
+def test_lhopt_is_also_compared_with_tuned_adamw():
+    assert optimizer_order(("lhopt",)) == ["adam", "adamw", "lhopt"]
+    assert optimizer_order(("adamw", "lhopt:my.safetensors")) == ["adam", "adamw", "lhopt:my.safetensors"]
+    assert optimizer_order(("sgd",)) == ["adam", "sgd"]
+    adamw = curve([4.0, 3.0, 2.0, 1.5, 1.0])
+    fast = curve([4.0, 2.0, 1.0, 0.8, 0.7])  # reaches AdamW's final 1.0 at step 20 of AdamW's 40
+    extra = versus([fast], [adamw], "adamw")
+    assert extra["speedup_vs_tuned_adamw"] == pytest.approx(2.0) and extra["reached_tuned_adamw"] is True
+    assert extra["final_loss_ratio_vs_tuned_adamw"] == pytest.approx(0.7)
+    slow = versus([curve([4.0, 3.5, 3.0, 2.0, 1.5])], [adamw], "adamw")
+    assert slow["speedup_vs_tuned_adamw"] is None and slow["reached_tuned_adamw"] is False

@@ -192,3 +192,15 @@ def test_parallel_workers_give_the_same_curves_as_one():
         assert one.seed == two.seed and one.train_loss == two.train_loss and one.valid_loss == two.valid_loss
         assert one.test_loss == two.test_loss and len(one.train_loss) == 5
     assert serial[0].train_loss != serial[2].train_loss  # different learning rates really ran
+
+
+def test_the_harness_observer_sees_the_optimizer_after_every_step():
+    from loptim.evaluate.harness import run_one
+    from loptim.optimizers.baselines import make_baseline
+
+    seen: list[tuple[int, float]] = []
+    task = SplitOptimaTask()
+    factory = make_baseline("adam", 0.5, "linear")
+    curve = run_one(factory, task, 20, 0, observer=lambda k, o: seen.append((k, o.param_groups[0]["lr"])))
+    assert [k for k, _ in seen] == list(range(1, 21)) and len(curve.train_loss) == 20
+    assert seen[0][1] == pytest.approx(0.5) and seen[-1][1] == pytest.approx(0.5 * (1 - 19 / 20))  # as stepped

@@ -11,12 +11,13 @@ from tqdm import tqdm
 
 from loptim.evaluate.jobs import Job
 from loptim.evaluate.plots import plot_results
-from loptim.evaluate.results import build_results, summarize, write_results
+from loptim.evaluate.results import build_results, summarize, versus, write_results
 from loptim.evaluate.tuning import grid_jobs, run_cached, select_best
 from loptim.optimizers.registry import check_optimizer_name, is_baseline
 from loptim.tasks import get_task
 
 REFERENCE = "adam"
+LHOPT_REFERENCE = "adamw"  # DESIGN.md: LHOPT's speedups are over tuned AdamW, the optimizer it steers
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,10 @@ def optimizer_order(names: tuple[str, ...]) -> list[str]:
     """The reference (tuned Adam) always runs first, even if not asked for; duplicates dropped.
 
     A learned optimizer may name its weights after a colon: `lstm:lstm-quadratic` or `lstm:path/to.safetensors`.
+    With `lhopt` among them, tuned AdamW (LHOPT's reference) runs second.
     """
-    ordered = [REFERENCE] + [n for n in names if n != REFERENCE]
+    lhopt = any(n.split(":", 1)[0] == "lhopt" for n in names)
+    ordered = [REFERENCE, *([LHOPT_REFERENCE] if lhopt else [])] + [n for n in names if n != REFERENCE]
     for name in ordered:
         check_optimizer_name(name.split(":", 1)[0])
     return list(dict.fromkeys(ordered))
@@ -84,6 +87,9 @@ def bench(config: BenchConfig) -> dict[str, Any]:
             tuned[name] = ({}, [curves[learned_job(task.name, name, steps, seed).key()] for seed in seeds])
     reference = tuned[REFERENCE][1]
     entries = {name: summarize(hyper, runs, reference) for name, (hyper, runs) in tuned.items()}
+    if any(n.split(":", 1)[0] == "lhopt" for n in names):
+        for name, (_, runs) in tuned.items():
+            entries[name].update(versus(runs, tuned[LHOPT_REFERENCE][1], LHOPT_REFERENCE))
     results = build_results(
         task.name,
         steps,
@@ -118,8 +124,17 @@ def format_table(results: dict[str, Any]) -> str:
     """A plain-text table of one bench run, plus each optimizer's final-loss ratios to tuned Adam."""
     header = ["optimizer", "tuned hyperparameters", "final train*", "final valid", "final test", "speedup",
               "wall speedup", "seconds", "opt share"]  # fmt: skip
+    versus_adamw = f"speedup_vs_tuned_{LHOPT_REFERENCE}" in next(iter(results["optimizers"].values()))
+    if versus_adamw:
+        header += ["vs AdamW", "wall vs AdamW"]
     rows = [header]
     for name, e in results["optimizers"].items():
+        extra = []
+        if versus_adamw:
+            extra = [
+                _num(e[f"speedup_vs_tuned_{LHOPT_REFERENCE}"]),
+                _num(e[f"wallclock_speedup_vs_tuned_{LHOPT_REFERENCE}"]),
+            ]
         rows.append(
             [
                 name,
@@ -131,6 +146,7 @@ def format_table(results: dict[str, Any]) -> str:
                 _num(e["wallclock_speedup_vs_tuned_adam"]),
                 f"{e['seconds']:.2f}",
                 f"{100 * e['optimizer_seconds_fraction']:.0f}%",
+                *extra,
             ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -59,8 +59,15 @@ def _leaf_params(task: Task, generator: torch.Generator) -> dict[str, torch.Tens
     return {k: v.detach().clone().requires_grad_(True) for k, v in task.init(generator).items()}
 
 
-def run_one(factory: OptimizerFactory, task: Task, steps: int, seed: int) -> Curve:
-    """Train a fresh initialization of `task` with `factory(params, total_steps=steps)` for `steps` steps."""
+def run_one(
+    factory: OptimizerFactory,
+    task: Task,
+    steps: int,
+    seed: int,
+    observer: Callable[[int, Any], None] | None = None,
+) -> Curve:
+    """Train a fresh initialization of `task` with `factory(params, total_steps=steps)` for `steps` steps;
+    `observer(steps_done, optimizer)`, if given, sees the optimizer after every step (e.g. LHOPT's schedule)."""
     init_gen = torch.Generator().manual_seed(seed)
     batch_gen = torch.Generator().manual_seed(1_000_003 + seed)
     params = _leaf_params(task, init_gen)
@@ -105,6 +112,8 @@ def run_one(factory: OptimizerFactory, task: Task, steps: int, seed: int) -> Cur
             elapsed += now - start
             curve.step.append(step)
             curve.train_loss.append(float(loss.detach()))
+            if observer is not None:
+                observer(step + 1, optimizer)
         if step + 1 in valid_at:
             validate(step + 1)
     if curve.diverged:

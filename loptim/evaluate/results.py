@@ -62,6 +62,18 @@ def summarize(hyperparameters: dict[str, Any], curves: Sequence[Curve], referenc
     }
 
 
+def versus(curves: Sequence[Curve], reference: Sequence[Curve], label: str) -> dict[str, Any]:
+    """Speedups over another tuned reference (LHOPT's is AdamW): `speedup_vs_tuned_<label>`, its wall-clock
+    twin, `reached_tuned_<label>` and `final_loss_ratio_vs_tuned_<label>`, defined as for tuned Adam."""
+    result = speedup(mean_curve(reference), mean_curve(curves))
+    return {
+        f"speedup_vs_tuned_{label}": _finite(result.steps) if result.steps is not None else None,
+        f"wallclock_speedup_vs_tuned_{label}": _finite(result.wallclock) if result.wallclock is not None else None,
+        f"reached_tuned_{label}": result.reached,
+        f"final_loss_ratio_vs_tuned_{label}": _finite(result.final_loss_ratio),
+    }
+
+
 def build_results(
     task: str, steps: int, seeds: Sequence[int], entries: dict[str, dict[str, Any]], **extra: Any
 ) -> dict[str, Any]:
