@@ -21,9 +21,13 @@ import torch
 
 from loptim.features import MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, time_features
 from loptim.optimizers.lstm import LSTMOptimizer, LSTMOptimizerNet, preprocess_gradient
+from loptim.optimizers.lhopt import LHOPT
 from loptim.optimizers.mlp import MLPOptimizer
 
 RESULTS = Path(__file__).parent / "results" / "overhead.json"
+# LHOPT acts once per `interval` steps (features on some steps, a policy decision at the end): one timed call runs
+# a whole interval of a 512-step, 32-decision run, and the row reports the mean step of it (amortized).
+LHOPT_INTERVAL = 16
 LSTM_FLOPS_PER_COORDINATE = 2 * 80 * 22 + 2 * 80 * 40 + 2 * 20  # gate GEMMs of both layers + output = 9,960
 MLP_FLOPS_PER_COORDINATE = 2 * (10 * 32 + 32 * 32 + 32 * 2)  # 2,816 (DESIGN.md; time features are a bias)
 SIZES = {"100K": (784, 128), "800K": (784, 1024)}  # MLP 784 -> width -> 10
@@ -111,6 +115,15 @@ def make(name: str, params: list[torch.Tensor]) -> Callable[[], None]:
         return MLPOptimizer(params).step
     if name == "mlp-naive":
         return NaiveMLP(params).step
+    if name == "lhopt":
+        lhopt = LHOPT(params, total_steps=LHOPT_INTERVAL * 32, decisions=32)  # untrained policy: same cost
+        loss = torch.tensor(1.0)
+
+        def interval() -> None:
+            for _ in range(LHOPT_INTERVAL):
+                lhopt.step(loss=loss)
+
+        return interval
     raise ValueError(name)
 
 
@@ -120,6 +133,8 @@ def state_bytes_per_param(name: str, n: int) -> float:
     if name == "lstm":
         state = LSTMOptimizerNet().zero_state(n)
         return sum(v.numel() * v.element_size() for v in state.values()) / n
+    if name == "lhopt":
+        return 4.0 * 2  # AdamW's m and v; the controller's state is per tensor, not per parameter
     if name.startswith("mlp"):
         return 4.0 * (len(MOMENTUM_DECAYS) + 1)  # momenta and rms (the eager path adds a 40 B/param scratch)
     return 4 * 20 * 4.0  # naive: h and c of two layers, 20 floats each
@@ -211,7 +226,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = ["adam", "lstm", "lstm-naive", "mlp", "mlp-naive"]
+    names = ["adam", "lstm", "lstm-naive", "mlp", "mlp-naive", "lhopt"]
     rows = []
     peak = matmul_gflops(args.reps)
     for size, (_, width) in SIZES.items():
@@ -232,9 +247,9 @@ def main() -> None:
         peak = max(peak, statistics.median(matmul_times))
         n = sum(p.numel() for p in params["adam"])
         for name in names:
-            seconds = statistics.median(times[name])
+            seconds = statistics.median(times[name]) / (LHOPT_INTERVAL if name == "lhopt" else 1)
             per_coordinate = {"lstm": LSTM_FLOPS_PER_COORDINATE, "mlp": MLP_FLOPS_PER_COORDINATE}
-            flops = per_coordinate[name.split("-")[0]] * n if name != "adam" else None
+            flops = per_coordinate[name.split("-")[0]] * n if name not in ("adam", "lhopt") else None
             rows.append(
                 {
                     "optimizer": name,

@@ -12,6 +12,7 @@ from loptim.meta.ppo import (
     PPOConfig,
     TrajectoryBatch,
     act,
+    choose,
     entropy,
     explained_variance,
     gae,
@@ -143,3 +144,19 @@ def test_short_ppo_run_improves_the_return_on_a_toy_control_problem():
     assert returns[0] < 3.5 and final > 6.0, (returns, final)
     assert 0.0 <= stats["clip_fraction"] <= 1.0 and stats["approx_kl"] >= 0.0
     assert math.isfinite(stats["explained_variance"]) and stats["grad_norm"] > 0.0
+
+
+def test_a_fixed_head_always_takes_its_choice_with_no_gradient():
+    config = PolicyConfig(obs_dim=3, head_sizes=(3, 4), hidden=8, fixed_choices=(-1, 2))
+    policy = ActorCritic(config, torch.Generator().manual_seed(0))
+    obs = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    logits, _, _ = policy.step(obs, policy.initial_state(5))
+    actions = choose(logits, config.head_sizes, torch.Generator().manual_seed(2))
+    assert (actions[:, 1] == 2).all() and actions[:, 0].unique().numel() > 1
+    fixed_only = log_prob(logits[:, 3:], actions[:, 1:], (4,))
+    assert torch.equal(fixed_only, torch.zeros(5)) and torch.equal(entropy(logits[:, 3:], (4,)), torch.zeros(5))
+    log_prob(logits, actions, config.head_sizes).sum().backward()
+    rows = policy.actor.weight.grad
+    assert rows[3:].abs().max() == 0 and rows[:3].abs().max() > 0  # only the free head learns
+    with pytest.raises(ValueError, match="fixed_choices"):
+        PolicyConfig(obs_dim=3, head_sizes=(3, 4), fixed_choices=(-1, 4))

@@ -31,7 +31,7 @@ from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_opt
 from loptim.meta.recipes import LHOPTRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, derive_seed, git_commit
 from loptim.optimizers.lhopt import OBS_DIM, noop_bias
-from loptim.optimizers.lhopt_actions import HEAD_SIZES
+from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES
 
 UPDATE_SALT = 0x51ED27  # the PPO minibatch order's seed part, distinct from every episode index
 HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # DESIGN.md table
@@ -48,7 +48,9 @@ def eval_seed(index: int) -> int:
 
 
 def policy_config(recipe: LHOPTRecipe) -> PolicyConfig:
-    return PolicyConfig(OBS_DIM, HEAD_SIZES, hidden=recipe.hidden)
+    """The recipe's policy shape; heads it does not control are fixed at their no-op."""
+    fixed = tuple(-1 if head.name in recipe.controlled else head.noop for head in ACTION_HEADS)
+    return PolicyConfig(OBS_DIM, HEAD_SIZES, hidden=recipe.hidden, fixed_choices=fixed)
 
 
 def make_policy(recipe: LHOPTRecipe) -> ActorCritic:

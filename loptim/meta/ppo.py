@@ -45,6 +45,16 @@ class PolicyConfig:
     critic_extra_dim: int = 0  # privileged critic inputs (e.g. task identity, raw losses); the actor never sees them
     input_clip: float = 5.0  # normalized inputs are clamped to +-input_clip
     head_init_scale: float = 0.01  # small initial logits: a near-uniform policy (standard PPO initialization)
+    # Per head, -1 (the policy chooses) or the index of the one choice it always takes (probability 1, log-prob
+    # 0, entropy 0, no gradient): lets a recipe steer a subset of the hyperparameters. Empty: every head is free.
+    fixed_choices: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        fixed = self.fixed_choices
+        if fixed and (
+            len(fixed) != len(self.head_sizes) or any(not -1 <= c < n for c, n in zip(fixed, self.head_sizes))
+        ):
+            raise ValueError(f"fixed_choices {fixed} must hold, per head of sizes {self.head_sizes}, -1 or a choice")
 
 
 class LayerNormLSTMCell(nn.Module):
@@ -82,6 +92,7 @@ class ActorCritic(nn.Module):
         self.register_buffer("input_mean", torch.zeros(config.obs_dim))
         self.register_buffer("input_var", torch.ones(config.obs_dim))
         self.register_buffer("input_count", torch.zeros(()))
+        self.register_buffer("choice_mask", choice_mask(config), persistent=False)
         self._initialize(generator or torch.Generator().manual_seed(0), head_bias)
 
     @torch.no_grad()
@@ -125,7 +136,7 @@ class ActorCritic(nn.Module):
         h, c = self.lstm(torch.relu(self.encoder(self._normalize(obs))), state)
         critic_in = h if critic_extra is None else torch.cat((h, critic_extra.to(h.dtype)), dim=-1)
         value = self.critic(torch.tanh(self.critic_hidden(critic_in))).squeeze(-1)
-        return self.actor(h), value, (h, c)
+        return self.actor(h) + self.choice_mask, value, (h, c)
 
     def sequence(self, obs: Tensor, state: LSTMState, critic_extra: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Whole trajectories: obs (B, T, obs_dim) from `state` -> logits (B, T, sum(head_sizes)), values (B, T)."""
@@ -139,6 +150,20 @@ class ActorCritic(nn.Module):
 
 
 # ------------------------------------------------------------------------------- categorical heads, per action
+
+FIXED_LOGIT = -1e9  # added to the excluded choices of a fixed head: exp underflows to exactly 0
+
+
+def choice_mask(config: PolicyConfig) -> Tensor:
+    """Additive logit mask: 0 everywhere except FIXED_LOGIT on the choices a fixed head never takes."""
+    pieces = []
+    for size, fixed in zip(config.head_sizes, config.fixed_choices or (-1,) * len(config.head_sizes)):
+        piece = torch.zeros(size)
+        if fixed >= 0:
+            piece.fill_(FIXED_LOGIT)
+            piece[fixed] = 0.0
+        pieces.append(piece)
+    return torch.cat(pieces) if pieces else torch.zeros(0)
 
 
 def _split(logits: Tensor, head_sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
