@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from loptim.features import MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, time_features
-from loptim.optimizers.lstm import LSTMOptimizer, LSTMOptimizerNet, preprocess_gradient
 from loptim.optimizers.lhopt import LHOPT
+from loptim.optimizers.lstm import LSTMOptimizer, LSTMOptimizerNet, preprocess_gradient
 from loptim.optimizers.mlp import MLPOptimizer
 
 RESULTS = Path(__file__).parent / "results" / "overhead.json"
