@@ -137,6 +137,11 @@ def test_shaped_rewards_of_an_episode_sum_to_its_return():
         assert float(episode.rewards.sum()) == pytest.approx(episode.reward, abs=1e-9)
         assert torch.equal(batch.rewards[row, :k], episode.rewards.float()) and not batch.rewards[row, k:].any()
     assert any(bool(e.rewards[:-1].ne(0).any()) for e in episodes)  # credit arrives before the end
+    for row, episode in enumerate(episodes):  # the critic's privileged input is the potential phi_k: phi_0 = 0
+        phi = episode.critic_extra[:, 0].double()
+        assert phi[0] == 0.0
+        torch.testing.assert_close(phi[1:] - phi[:-1], episode.rewards[:-1], rtol=0, atol=1e-6)
+        assert torch.equal(batch.critic_extra[row, : episode.decisions], episode.critic_extra)  # r_k = dphi
     assert not torch.equal(episodes[0].obs[0], episodes[1].obs[0])
     again = run_episode(recipe, policy, 3)
     assert torch.equal(again.obs, episodes[0].obs) and torch.equal(again.actions, episodes[0].actions)

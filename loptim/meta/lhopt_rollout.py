@@ -19,7 +19,9 @@ W_policy,k), -3, 3), W the mean training loss of the window that ends at decisio
 decision k earns phi_{k+1} - phi_k and the last decision R - phi_{K-1}. Before the first decision both runs are
 identical, so phi_0 = 0 and the rewards sum to R exactly; what changes is credit assignment: a decision is paid
 for what the paired training losses did after it, not for what earlier decisions did (a single reward at the end
-of 8-64 decisions left PPO with no usable signal in loptim's first run).
+of 8-64 decisions left PPO with no usable signal in loptim's first run). The return from decision k on is
+R - phi_k; phi_k depends on the reference run, which the policy cannot observe, so the critic (only) receives
+phi_k as a privileged input (asymmetric actor-critic): without it the critic's explained variance was below 0.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ class Episode:
     actions: Tensor  # (K, heads) long
     log_probs: Tensor  # (K,)
     values: Tensor  # (K,)
+    critic_extra: Tensor  # (K, 1): the critic's privileged input phi_k (0 without a reference run)
     rewards: Tensor  # (K,) float64: the shaped per-decision rewards, summing to `reward`
     reward: float  # the return R = clip(log(L_ref / L_policy))
     final_loss: float
@@ -208,10 +211,13 @@ def inner_run(
     observe_valid_batches: int,
     policy: ActorCritic | None = None,
     generator: torch.Generator | None = None,
+    reference_windows: list[float] | None = None,
+    reward_clip: float = 3.0,
 ) -> InnerResult:
     """Train `spec.task` from `spec.hparams` for `spec.steps` inner steps; the policy (if any) acts every
     `spec.interval` steps, sampling with `generator` (greedy if None), after seeing the validation loss on the
     first `observe_valid_batches` of the episode's `valid_batches` validation minibatches (all score the end).
+    With `reference_windows`, the critic also sees the current potential phi_k (module docstring), else 0.
 
     A run stops early, diverged, when its loss is not finite and no restart register holds a state to go back
     to; its remaining decision windows count as inf."""
@@ -224,7 +230,7 @@ def inner_run(
     inner_state = init_inner_state(params)
     controller = init_controller(params, spec.hparams)
     lstm_state = policy.initial_state(1) if policy is not None else None
-    rows: dict[str, list[Tensor]] = {"obs": [], "actions": [], "log_probs": [], "values": []}
+    rows: dict[str, list[Tensor]] = {"obs": [], "actions": [], "log_probs": [], "values": [], "critic_extra": []}
     diverged = False
     windows: list[float] = []
     window_sum = 0.0
@@ -253,8 +259,12 @@ def inner_run(
         controller["valid_pending"] = valid_loss(task, dict(zip(names, params)), validation[:observe_valid_batches])
         observation, window_loss = observe(controller, params, progress, spec.interval / spec.steps)
         obs = observation.float().unsqueeze(0)
-        actions, log_probs, values, lstm_state = act(policy, obs, lstm_state, generator)
-        for key, value in zip(rows, (obs[0], actions[0], log_probs[0], values[0])):
+        phi = 0.0
+        if reference_windows is not None:
+            phi = relative_reward(reference_windows[len(windows) - 1], windows[-1], reward_clip)
+        extra = torch.tensor([[phi]])
+        actions, log_probs, values, lstm_state = act(policy, obs, lstm_state, generator, extra)
+        for key, value in zip(rows, (obs[0], actions[0], log_probs[0], values[0], extra[0])):
             rows[key].append(value)
         inner_state = decide(controller, actions[0].tolist(), params, inner_state, loss=window_loss, progress=progress)
     final = math.inf if diverged else valid_loss(task, dict(zip(names, params)), validation)
@@ -281,7 +291,7 @@ def run_episode(
         reference = inner_run(spec, recipe.inner, *valid)
         reference_loss, reference_windows = reference.final_loss, reference.window_losses
     generator = None if greedy else torch.Generator().manual_seed(seed ^ ACTION_SALT)
-    result = inner_run(spec, recipe.inner, *valid, policy, generator)
+    result = inner_run(spec, recipe.inner, *valid, policy, generator, reference_windows, recipe.reward_clip)
     rows, final, diverged = result.rows, result.final_loss, result.diverged
     reward = relative_reward(reference_loss, final, recipe.reward_clip)
     count = len(rows["obs"])
@@ -297,6 +307,7 @@ def run_episode(
         "actions": torch.stack(rows["actions"]) if rows["actions"] else torch.zeros(0, heads, dtype=torch.long),
         "log_probs": torch.stack(rows["log_probs"]) if rows["log_probs"] else torch.zeros(0),
         "values": torch.stack(rows["values"]) if rows["values"] else torch.zeros(0),
+        "critic_extra": torch.stack(rows["critic_extra"]) if rows["critic_extra"] else torch.zeros(0, 1),
     }
     return Episode(
         **stacked,

@@ -50,7 +50,7 @@ def eval_seed(index: int) -> int:
 def policy_config(recipe: LHOPTRecipe) -> PolicyConfig:
     """The recipe's policy shape; heads it does not control are fixed at their no-op."""
     fixed = tuple(-1 if head.name in recipe.controlled else head.noop for head in ACTION_HEADS)
-    return PolicyConfig(OBS_DIM, HEAD_SIZES, hidden=recipe.hidden, fixed_choices=fixed)
+    return PolicyConfig(OBS_DIM, HEAD_SIZES, hidden=recipe.hidden, critic_extra_dim=1, fixed_choices=fixed)
 
 
 def make_policy(recipe: LHOPTRecipe) -> ActorCritic:
@@ -71,6 +71,7 @@ def episodes_to_batch(episodes: list[Episode]) -> TrajectoryBatch:
         rewards=torch.zeros(count, length),
         mask=torch.zeros(count, length, dtype=torch.bool),
         last_values=torch.zeros(count),
+        critic_extra=torch.zeros(count, length, 1),
     )
     for row, episode in enumerate(episodes):
         k = episode.decisions
@@ -78,6 +79,7 @@ def episodes_to_batch(episodes: list[Episode]) -> TrajectoryBatch:
         batch.log_probs[row, :k], batch.values[row, :k] = episode.log_probs, episode.values
         batch.mask[row, :k] = True
         batch.rewards[row, :k] = episode.rewards.to(batch.rewards.dtype)
+        batch.critic_extra[row, :k] = episode.critic_extra
     return batch
 
 

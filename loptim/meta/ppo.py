@@ -134,6 +134,8 @@ class ActorCritic(nn.Module):
     ) -> tuple[Tensor, Tensor, LSTMState]:
         """One time step for a batch: obs (B, obs_dim) -> logits (B, sum(head_sizes)), value (B,), new state."""
         h, c = self.lstm(torch.relu(self.encoder(self._normalize(obs))), state)
+        if critic_extra is None and self.config.critic_extra_dim:  # deployment: the actor alone matters
+            critic_extra = torch.zeros(h.shape[0], self.config.critic_extra_dim)
         critic_in = h if critic_extra is None else torch.cat((h, critic_extra.to(h.dtype)), dim=-1)
         value = self.critic(torch.tanh(self.critic_hidden(critic_in))).squeeze(-1)
         return self.actor(h) + self.choice_mask, value, (h, c)
