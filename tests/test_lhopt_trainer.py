@@ -199,6 +199,8 @@ def test_held_out_families_and_bad_recipes_are_refused(monkeypatch):
 def test_cli_refuses_another_optimizers_recipe(tmp_path, capsys):
     assert main(["meta-train", "lhopt", "--recipe", "tiny-quadratic", "--out", str(tmp_path)]) == 2
     assert "tiny-lhopt" in capsys.readouterr().err
+    assert main(["meta-train", "lstm", "--recipe", "tiny-quadratic", "--out", str(tmp_path), "--workers", "2"]) == 2
+    assert "--workers applies to LHOPT" in capsys.readouterr().err
 
 
 def test_worker_processes_give_the_in_process_episodes(tmp_path):
