@@ -162,3 +162,19 @@ def test_unknown_schedule_is_an_error(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "'cosin'" in err and "cosine-10" in err
+
+
+def test_bench_with_lhopt_tunes_adamw_and_reports_speedups_over_it(tmp_path):
+    out = tmp_path / "lhopt"
+    assert main(bench_args("quadratic", out, optimizers="lhopt")) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["optimizers"]) == ["adam", "adamw", "lhopt"]  # LHOPT's reference is tuned AdamW
+    adamw, lhopt = results["optimizers"]["adamw"], results["optimizers"]["lhopt"]
+    assert adamw["speedup_vs_tuned_adamw"] == 1.0 and adamw["adamw_configs_better"] == 0
+    reference = mean_curve([Curve.from_json(c) for c in adamw["curves"]])
+    recomputed = speedup(reference, mean_curve([Curve.from_json(c) for c in lhopt["curves"]]))
+    assert lhopt["reached_tuned_adamw"] is recomputed.reached
+    assert lhopt["final_loss_ratio_vs_tuned_adamw"] == pytest.approx(recomputed.final_loss_ratio)
+    scores = [g["score"] for g in adamw["grid"]]
+    assert len(scores) == lhopt["adamw_configs"] == 3 and min(scores) == adamw["final_valid_loss"]["mean"]
+    assert lhopt["adamw_configs_better"] == sum(s < lhopt["final_valid_loss"]["mean"] for s in scores)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from loptim.evaluate.jobs import Job
 from loptim.evaluate.plots import plot_results
 from loptim.evaluate.results import build_results, summarize, versus, write_results
-from loptim.evaluate.tuning import grid_jobs, run_cached, select_best
+from loptim.evaluate.tuning import grid_jobs, run_cached, score, select_best
 from loptim.optimizers.registry import check_optimizer_name, is_baseline
 from loptim.tasks import get_task
 
@@ -79,17 +79,27 @@ def bench(config: BenchConfig) -> dict[str, Any]:
     finally:
         bar.close()
     tuned: dict[str, tuple[dict[str, Any], list]] = {}
+    grids: dict[str, list[dict]] = {}
     for name in names:
         if is_baseline(name):
             result = select_best(name, jobs, curves, config.select)
             tuned[name] = (result.hyperparameters, result.curves)
+            grids[name] = result.grid
         else:
             tuned[name] = ({}, [curves[learned_job(task.name, name, steps, seed).key()] for seed in seeds])
     reference = tuned[REFERENCE][1]
     entries = {name: summarize(hyper, runs, reference) for name, (hyper, runs) in tuned.items()}
     if any(n.split(":", 1)[0] == "lhopt" for n in names):
+        grid = grids[LHOPT_REFERENCE]
         for name, (_, runs) in tuned.items():
             entries[name].update(versus(runs, tuned[LHOPT_REFERENCE][1], LHOPT_REFERENCE))
+            # How many of AdamW's configurations end below this optimizer (0: as good as the best of them).
+            mine = score(runs, config.select)
+            better = sum(1 for g in grid if g["score"] is not None and g["score"] < mine)
+            entries[name][f"{LHOPT_REFERENCE}_configs_better"] = better
+            entries[name][f"{LHOPT_REFERENCE}_configs"] = len(grid)
+    for name, grid in grids.items():
+        entries[name]["grid"] = grid  # every configuration's score (final valid loss of the seed mean)
     results = build_results(
         task.name,
         steps,
