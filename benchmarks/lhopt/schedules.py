@@ -92,7 +92,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--weights", default="lhopt-small", help="shipped name or a .safetensors path")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the existing schedules.json")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads((args.out / "schedules.json").read_text())["runs"], args.out / "schedules.png")
+        return
     torch.set_num_threads(1)
     runs = [trace(t, s, args.weights) for t in args.tasks.split(",") for s in range(args.seeds)]
     args.out.mkdir(parents=True, exist_ok=True)
