@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every figure of benchmarks/lhopt/README.md, in order. Tuning runs are cached under $LOPTIM_CACHE/runs/, so an
-# interrupted run resumes; the grids take about 2.5 hours on one core (shakespeare-char is two thirds of it).
+# interrupted run resumes; the grids take hours on this 2-core machine (shakespeare-char is most of it).
 # The shipped policy comes from
 #   loptim --threads 1 meta-train lhopt --recipe lhopt-small --out runs/lhopt-small --workers 1
 # (card: loptim/pretrained/lhopt-small.json).
