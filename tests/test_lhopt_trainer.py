@@ -16,6 +16,7 @@ from loptim.meta.lhopt_rollout import (
     TRAIN_FAMILIES,
     HeldOutTaskError,
     draw_episode,
+    potential,
     relative_reward,
     run_episode,
     shaped_rewards,
@@ -118,12 +119,15 @@ def test_reward_matches_hand_computed_values():
 
 
 def test_shaped_rewards_match_hand_computed_values_and_sum_to_the_return():
-    ref, pol = [2.0, 2.0, 1.0], [2.0, 1.0, 2.0]
-    rewards = shaped_rewards(ref, pol, reward=0.25)
-    expected = [math.log(2.0), -2 * math.log(2.0), 0.25 + math.log(2.0)]  # phi = 0, log 2, -log 2
+    phi = [potential(ref, pol) for ref, pol in zip([2.0, 2.0, 1.0], [2.0, 1.0, 2.0])]
+    assert phi == pytest.approx([0.0, math.log(2.0), -math.log(2.0)], abs=1e-15)
+    rewards = shaped_rewards(phi, reward=0.25)
+    expected = [math.log(2.0), -2 * math.log(2.0), 0.25 + math.log(2.0)]
     assert rewards == pytest.approx(expected, abs=1e-15) and sum(rewards) == pytest.approx(0.25, abs=1e-15)
-    assert shaped_rewards([1.0, 1.0], [1.0, math.inf], reward=-3.0) == [-3.0, 0.0]  # diverged: phi = -3
-    assert shaped_rewards([], [], reward=1.0) == []
+    diverged = [potential(1.0, 1.0), potential(1.0, math.inf)]  # diverged: phi = -3
+    assert shaped_rewards(diverged, reward=-3.0) == [-3.0, 0.0]
+    assert shaped_rewards([0.0, 0.0, 0.0], reward=0.5) == [0.0, 0.0, 0.5]  # no reference: all at the end
+    assert shaped_rewards([], reward=1.0) == []
 
 
 def test_shaped_rewards_of_an_episode_sum_to_its_return():

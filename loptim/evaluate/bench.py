@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,17 @@ class BenchConfig:
     threads_per_worker: int = 1
 
 
+def _has_lhopt(names: Sequence[str]) -> bool:
+    return any(n.split(":", 1)[0] == "lhopt" for n in names)
+
+
 def optimizer_order(names: tuple[str, ...]) -> list[str]:
     """The reference (tuned Adam) always runs first, even if not asked for; duplicates dropped.
 
     A learned optimizer may name its weights after a colon: `lstm:lstm-quadratic` or `lstm:path/to.safetensors`.
     With `lhopt` among them, tuned AdamW (LHOPT's reference) runs second.
     """
-    lhopt = any(n.split(":", 1)[0] == "lhopt" for n in names)
-    ordered = [REFERENCE, *([LHOPT_REFERENCE] if lhopt else [])] + [n for n in names if n != REFERENCE]
+    ordered = [REFERENCE, *([LHOPT_REFERENCE] if _has_lhopt(names) else [])] + [n for n in names if n != REFERENCE]
     for name in ordered:
         check_optimizer_name(name.split(":", 1)[0])
     return list(dict.fromkeys(ordered))
@@ -89,7 +93,7 @@ def bench(config: BenchConfig) -> dict[str, Any]:
             tuned[name] = ({}, [curves[learned_job(task.name, name, steps, seed).key()] for seed in seeds])
     reference = tuned[REFERENCE][1]
     entries = {name: summarize(hyper, runs, reference) for name, (hyper, runs) in tuned.items()}
-    if any(n.split(":", 1)[0] == "lhopt" for n in names):
+    if _has_lhopt(names):
         grid = grids[LHOPT_REFERENCE]
         for name, (_, runs) in tuned.items():
             entries[name].update(versus(runs, tuned[LHOPT_REFERENCE][1], LHOPT_REFERENCE))

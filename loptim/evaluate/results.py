@@ -51,8 +51,8 @@ def summarize(hyperparameters: dict[str, Any], curves: Sequence[Curve], referenc
         "final_valid_loss": _stats([c.valid_loss[-1] for c in curves]),
         "final_test_loss": _stats([c.test_loss for c in curves]),
         "metrics": {m: _stats([c.metrics.get(m, math.nan) for c in curves]) for m in metric_names},
-        "speedup_vs_tuned_adam": _finite(result.steps) if result.steps is not None else None,
-        "wallclock_speedup_vs_tuned_adam": _finite(result.wallclock) if result.wallclock is not None else None,
+        "speedup_vs_tuned_adam": _finite(result.steps),
+        "wallclock_speedup_vs_tuned_adam": _finite(result.wallclock),
         "reached": result.reached,
         "final_loss_ratio": _finite(result.final_loss_ratio),
         "seconds": float(np.mean(total_seconds)),
@@ -67,8 +67,8 @@ def versus(curves: Sequence[Curve], reference: Sequence[Curve], label: str) -> d
     twin, `reached_tuned_<label>` and `final_loss_ratio_vs_tuned_<label>`, defined as for tuned Adam."""
     result = speedup(mean_curve(reference), mean_curve(curves))
     return {
-        f"speedup_vs_tuned_{label}": _finite(result.steps) if result.steps is not None else None,
-        f"wallclock_speedup_vs_tuned_{label}": _finite(result.wallclock) if result.wallclock is not None else None,
+        f"speedup_vs_tuned_{label}": _finite(result.steps),
+        f"wallclock_speedup_vs_tuned_{label}": _finite(result.wallclock),
         f"reached_tuned_{label}": result.reached,
         f"final_loss_ratio_vs_tuned_{label}": _finite(result.final_loss_ratio),
     }

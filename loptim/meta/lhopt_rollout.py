@@ -179,11 +179,13 @@ class Episode:
 @dataclass
 class InnerResult:
     """What an inner run leaves: its final validation loss, the mean training loss of each decision window
-    (inf once diverged), the policy's trajectory rows (empty for a reference run) and whether it diverged."""
+    (inf once diverged), the policy's trajectory rows (empty for a reference run), the potential phi_k at each
+    decision (0 without reference windows) and whether it diverged."""
 
     final_loss: float
     window_losses: list[float]
     rows: dict[str, list[Tensor]]
+    potentials: list[float]
     diverged: bool
 
 
@@ -192,16 +194,18 @@ def decision_steps(spec: EpisodeSpec) -> list[int]:
     return list(range(spec.interval, spec.steps, spec.interval))
 
 
-def shaped_rewards(
-    reference_windows: list[float], policy_windows: list[float], reward: float, clip: float = 3.0
-) -> list[float]:
-    """Per-decision rewards phi_{k+1} - phi_k, the last R - phi_{K-1}, phi_k = clipped log window-loss ratio
-    (module docstring). They sum to R - phi_0. A diverged policy's windows are inf (phi = -clip)."""
-    count = len(policy_windows)
-    if count == 0:
+def potential(reference_window: float, policy_window: float, clip: float = 3.0) -> float:
+    """phi_k: the clipped log ratio of the paired window training losses (module docstring); a diverged policy's
+    window is inf (phi = -clip)."""
+    return relative_reward(reference_window, policy_window, clip)
+
+
+def shaped_rewards(potentials: list[float], reward: float) -> list[float]:
+    """Per-decision rewards phi_{k+1} - phi_k, the last R - phi_{K-1}; they sum to R - phi_0. With all
+    potentials 0 (no reference run) the whole return sits at the last decision."""
+    if not potentials:
         return []
-    phi = [relative_reward(reference_windows[k], policy_windows[k], clip) for k in range(count)]
-    return [phi[k + 1] - phi[k] for k in range(count - 1)] + [reward - phi[-1]]
+    return [potentials[k + 1] - potentials[k] for k in range(len(potentials) - 1)] + [reward - potentials[-1]]
 
 
 def inner_run(
@@ -233,6 +237,7 @@ def inner_run(
     rows: dict[str, list[Tensor]] = {"obs": [], "actions": [], "log_probs": [], "values": [], "critic_extra": []}
     diverged = False
     windows: list[float] = []
+    potentials: list[float] = []
     window_sum = 0.0
     for step in range(spec.steps):
         loss = task.loss(dict(zip(names, params)), next(batches))
@@ -259,9 +264,12 @@ def inner_run(
         controller["valid_pending"] = valid_loss(task, dict(zip(names, params)), validation[:observe_valid_batches])
         observation, window_loss = observe(controller, params, progress, spec.interval / spec.steps)
         obs = observation.float().unsqueeze(0)
-        phi = 0.0
-        if reference_windows is not None:
-            phi = relative_reward(reference_windows[len(windows) - 1], windows[-1], reward_clip)
+        phi = (
+            0.0
+            if reference_windows is None
+            else potential(reference_windows[len(windows) - 1], windows[-1], reward_clip)
+        )
+        potentials.append(phi)
         extra = torch.tensor([[phi]])
         actions, log_probs, values, lstm_state = act(policy, obs, lstm_state, generator, extra)
         for key, value in zip(rows, (obs[0], actions[0], log_probs[0], values[0], extra[0])):
@@ -269,7 +277,7 @@ def inner_run(
         inner_state = decide(controller, actions[0].tolist(), params, inner_state, loss=window_loss, progress=progress)
     final = math.inf if diverged else valid_loss(task, dict(zip(names, params)), validation)
     windows += [math.inf] * (len(decision_steps(spec)) - len(windows))
-    return InnerResult(final, windows, rows, diverged or not math.isfinite(final))
+    return InnerResult(final, windows, rows, potentials, diverged or not math.isfinite(final))
 
 
 def run_episode(
@@ -294,13 +302,7 @@ def run_episode(
     result = inner_run(spec, recipe.inner, *valid, policy, generator, reference_windows, recipe.reward_clip)
     rows, final, diverged = result.rows, result.final_loss, result.diverged
     reward = relative_reward(reference_loss, final, recipe.reward_clip)
-    count = len(rows["obs"])
-    if reference_windows is None:
-        per_decision = [0.0] * max(count - 1, 0) + [reward] * min(count, 1)
-    else:
-        per_decision = shaped_rewards(
-            reference_windows[:count], result.window_losses[:count], reward, recipe.reward_clip
-        )
+    per_decision = shaped_rewards(result.potentials, reward)
     heads = len(policy.config.head_sizes)
     stacked = {
         "obs": torch.stack(rows["obs"]) if rows["obs"] else torch.zeros(0, policy.config.obs_dim),

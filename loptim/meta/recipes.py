@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from loptim.meta.curriculum import TruncationCurriculum
 from loptim.meta.ppo import PPOConfig
-from loptim.optimizers.lhopt_actions import DEFAULT_NOOP_BIAS
+from loptim.optimizers.lhopt_actions import ACTION_HEADS, DEFAULT_NOOP_BIAS
 from loptim.optimizers.lhopt_inner import PUBLISHED, InnerConfig
 from loptim.optimizers.lstm import LSTMConfig
 from loptim.optimizers.mlp import MLPConfig
@@ -120,8 +120,6 @@ class LHOPTRecipe:
         for label, (low, high), floor in (("inner_steps", self.inner_steps, 2), ("decisions", self.decisions, 1)):
             if not floor <= low <= high:
                 raise ValueError(f"{label} must be a range ({floor} <= low <= high), got {(low, high)}")
-        from loptim.optimizers.lhopt_actions import ACTION_HEADS  # noqa: PLC0415
-
         unknown = set(self.controlled) - {head.name for head in ACTION_HEADS}
         if unknown or not self.controlled:
             raise ValueError(

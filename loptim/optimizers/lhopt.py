@@ -92,8 +92,7 @@ def noop_bias(bonus: tuple[float, ...] = DEFAULT_NOOP_BIAS) -> Tensor:
 def default_policy(seed: int = 0) -> ActorCritic:
     """A freshly initialized policy with DEFAULT_NOOP_BIAS on each head's no-op, so that, acting greedily, it
     keeps the initial hyperparameters until trained."""
-    bias = noop_bias()
-    return ActorCritic(PolicyConfig(OBS_DIM, HEAD_SIZES), torch.Generator().manual_seed(seed), bias.float())
+    return ActorCritic(PolicyConfig(OBS_DIM, HEAD_SIZES), torch.Generator().manual_seed(seed), noop_bias())
 
 
 # -------------------------------------------------------------------------------------------------- controller

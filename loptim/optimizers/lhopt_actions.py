@@ -59,7 +59,8 @@ ACTION_HEADS: tuple[HeadSpec, ...] = (
 HEAD_SIZES = tuple(head.size for head in ACTION_HEADS)
 # Initial policy logit of each head's no-op, over 0 for the other choices (loptim's choice, the paper does not
 # say): the untrained greedy policy keeps the initial hyperparameters and sampling explores the learning rate most.
-# With +1 everywhere, sampling loaded a restart register at 70% of decisions and undid the training.
+# With +1 everywhere, the 10-choice restart head samples a register operation at 77% of decisions (e / (e + 9)
+# is the no-op's share) and a load at 26%, which undid the training.
 DEFAULT_NOOP_BIAS = (1.5, 3.0, 3.0, 3.0, 3.0, 3.0, 4.0)
 NOOP_ACTION = tuple(head.noop for head in ACTION_HEADS)
 HPARAM_HEADS = tuple(head for head in ACTION_HEADS if head.kind != "restart")
