@@ -23,21 +23,26 @@ def segment_ids(sizes: list[int]) -> Tensor:
     return torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
 
 
+def _on(values: Tensor, data: list | tuple) -> Tensor:
+    """A small constant tensor in `values`' dtype and device."""
+    return torch.tensor(data, dtype=values.dtype, device=values.device)
+
+
 def per_tensor_mean_square(values: Tensor, segments: Tensor, sizes: list[int]) -> Tensor:
     """(F, N) features -> (F, T) mean of squares over each tensor's coordinates (one index_add, no per-tensor loop)."""
-    sums = torch.zeros(values.shape[0], len(sizes), dtype=values.dtype).index_add(1, segments, values * values)
-    return sums / torch.tensor(sizes, dtype=values.dtype)
+    sums = values.new_zeros(values.shape[0], len(sizes)).index_add(1, segments.to(values.device), values * values)
+    return sums / _on(values, sizes)
 
 
 def normalize_per_tensor(values: Tensor, segments: Tensor, sizes: list[int], eps: float = NORMALIZER_EPS) -> Tensor:
     """Divide every feature by its root mean square over the tensor the coordinate belongs to."""
     scale = torch.rsqrt(per_tensor_mean_square(values, segments, sizes) + eps)
-    return values * scale[:, segments]
+    return values * scale[:, segments.to(values.device)]
 
 
 def accumulate(momenta: Tensor, rms: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
     """EMA updates: m_i <- b_i m_i + (1 - b_i) g for each decay, v <- 0.999 v + 0.001 g^2 (pure)."""
-    decays = torch.tensor(MOMENTUM_DECAYS, dtype=grad.dtype).unsqueeze(1)
+    decays = _on(grad, MOMENTUM_DECAYS).unsqueeze(1)
     momenta = decays * momenta + (1.0 - decays) * grad
     rms = RMS_DECAY * rms + (1.0 - RMS_DECAY) * grad * grad
     return momenta, rms
@@ -54,6 +59,6 @@ def coordinate_features(
     return normalize_per_tensor(raw, segments, sizes)
 
 
-def time_features(step: int, dtype: torch.dtype = torch.float32) -> Tensor:
+def time_features(step: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
     """tanh(step / tau) for tau in TIMESCALES: the same for every coordinate, so a per-step bias (Metz 2019)."""
-    return torch.tanh(step / torch.tensor(TIMESCALES, dtype=dtype))
+    return torch.tanh(step / torch.tensor(TIMESCALES, dtype=dtype, device=device))

@@ -49,14 +49,15 @@ def _cosines(a: list[Tensor], b: list[Tensor], norm_a: Tensor, norm_b: Tensor) -
     """Per-tensor cos(a, b) = 1 - ||a/||a|| - b/||b||||^2 / 2 with _foreach ops only (normalizing first keeps it
     accurate to ~1e-7 even when the norms differ by orders of magnitude); 0 where either tensor vanishes."""
     safe_a, safe_b = norm_a.clamp_min(TINY).to(a[0].dtype), norm_b.clamp_min(TINY).to(b[0].dtype)
-    unit_a, unit_b = torch._foreach_div(a, list(safe_a.unbind())), torch._foreach_div(b, list(safe_b.unbind()))
+    unit_a, unit_b = torch._foreach_div(a, safe_a.tolist()), torch._foreach_div(b, safe_b.tolist())
     distance = _norms(torch._foreach_sub(unit_a, unit_b))
     vanished = (norm_a < TINY) | (norm_b < TINY)
     return torch.where(vanished, torch.zeros_like(distance), 1.0 - 0.5 * distance * distance)
 
 
 def _norms(tensors: list[Tensor]) -> Tensor:
-    return torch.stack(torch._foreach_norm(tensors)).double()
+    """Per-tensor L2 norms as a float64 CPU vector (the features are a few numbers per step, kept on the host)."""
+    return torch.stack(torch._foreach_norm(tensors)).double().cpu()
 
 
 def log_norm_ratio(a: Tensor, b: Tensor) -> Tensor:
@@ -91,12 +92,12 @@ def per_tensor_features(
     m_norm = _norms(exp_avg) / bias_correction1
     noise_norm = _norms(torch._foreach_sub(exp_avg, torch._foreach_mul(grads, bias_correction1))) / bias_correction1
     above_eps = torch._foreach_clamp_min(torch._foreach_sub(sqrt_v_hat, eps), 0.0)
-    fraction_above = torch.stack(torch._foreach_norm(above_eps, 0)).double() / sizes
+    fraction_above = torch.stack(torch._foreach_norm(above_eps, 0)).double().cpu() / sizes
     # log(|u| + 1e-8) + LOG_SHIFT >= 0, so its sum is an L1 norm (a fast _foreach op)
     shifted_log_abs_u = torch._foreach_add(
         torch._foreach_log(torch._foreach_add(torch._foreach_abs(updates), LOG_FLOOR)), LOG_SHIFT
     )
-    mean_log_abs_u = torch.stack(torch._foreach_norm(shifted_log_abs_u, 1)).double() / sizes - LOG_SHIFT
+    mean_log_abs_u = torch.stack(torch._foreach_norm(shifted_log_abs_u, 1)).double().cpu() / sizes - LOG_SHIFT
     cos_gm = _cosines(grads, exp_avg, grad_norm, m_norm * bias_correction1)
     cos_gp = _cosines(grads, params, grad_norm, p_norm)
     cos_gu = _cosines(grads, updates, grad_norm, u_norm)

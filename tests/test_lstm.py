@@ -47,9 +47,9 @@ def test_core_matches_lstmcell_reference_across_chunks(grad_enabled):
     net = LSTMOptimizerNet(generator=torch.Generator().manual_seed(0)).double()
     meta = {k: v.detach() for k, v in net.meta_params().items()}
     grad = torch.randn(5000, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.01
-    state = net.zero_state(5000, chunk=1536, dtype=torch.float64)  # 4 chunks, the last one padded
+    state = net.zero_state(5000, dtype=torch.float64)
     with torch.set_grad_enabled(grad_enabled):
-        delta, _ = net.step_flat(meta, state, grad)
+        delta, _ = net.step_flat(meta, state, grad, chunk=1536)  # 4 chunks, the last one shorter
     torch.testing.assert_close(delta, _reference_update(meta, grad))
 
 
@@ -115,7 +115,7 @@ def test_saved_weights_round_trip(tmp_path):
 def test_functional_update_is_pure_without_grad():
     net = LSTMOptimizerNet(generator=torch.Generator().manual_seed(0))
     meta = {k: v.detach() for k, v in net.meta_params().items()}
-    state = net.zero_state(100, chunk=32)
+    state = net.zero_state(100)
     before = {k: v.clone() for k, v in state.items()}
     params = {"w": torch.zeros(10, 10)}
     grads = {"w": torch.randn(10, 10, generator=torch.Generator().manual_seed(1))}
@@ -138,7 +138,7 @@ def test_eager_path_gives_the_same_bits_on_one_or_two_threads():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             with torch.no_grad():
-                results.append(net.step_flat(meta, net.zero_state(10_000, chunk=1024), grad))
+                results.append(net.step_flat(meta, net.zero_state(10_000), grad, chunk=1024, threads=threads))
     finally:
         torch.set_num_threads(previous)
     assert torch.equal(results[0][0], results[1][0])

@@ -95,15 +95,23 @@ def _grad_clip(hparams: InnerHParams, config: InnerConfig, state: State, grads: 
 
 
 def _learning_rates(
-    hparams: InnerHParams, config: InnerConfig, state: State, params: list[Tensor], updates: list[Tensor]
+    hparams: InnerHParams,
+    config: InnerConfig,
+    state: State,
+    params: list[Tensor],
+    updates: list[Tensor],
+    lr_scales: list[float] | None,
 ) -> Tensor:
-    """Per-tensor learning rate: lr, times the trust ratio ||p|| / EMA(||u||) (>= min_trust) on matrices."""
+    """Per-tensor learning rate: lr (times the tensor's lr_scale), times the trust ratio ||p|| / EMA(||u||)
+    (>= min_trust) on matrices; a float64 CPU vector."""
     lr = torch.full((len(params),), hparams.lr, dtype=torch.float64)
+    if lr_scales is not None:
+        lr = lr * torch.tensor(lr_scales, dtype=torch.float64)
     if not config.trust_ratio:
         return lr
     beta = 1.0 - hparams.trust_one_minus_beta
-    update_norms = torch.stack(torch._foreach_norm(updates)).double()
-    param_norms = torch.stack(torch._foreach_norm(params)).double()
+    update_norms = torch.stack(torch._foreach_norm(updates)).double().cpu()
+    param_norms = torch.stack(torch._foreach_norm(params)).double().cpu()
     state["update_norm_ema"] = beta * state["update_norm_ema"] + (1.0 - beta) * update_norms
     state["update_norm_correction"] = beta * state["update_norm_correction"] + (1.0 - beta)
     update_norm_hat = state["update_norm_ema"] / state["update_norm_correction"]
@@ -122,8 +130,13 @@ def inner_step(
     grads: list[Tensor],
     *,
     with_features: bool = False,
+    lr_scales: list[float] | None = None,
+    weight_decays: list[float] | None = None,
 ) -> tuple[bool, Tensor | None]:
     """One step on `params` (in place) from `grads` (left untouched); updates `state` in place.
+
+    `lr_scales` multiply hparams.lr per tensor and `weight_decays` replace hparams.weight_decay per tensor (the
+    torch.optim shell's param groups); None keeps the hyperparameters as they are.
 
     Returns whether the gradient was clipped and, if `with_features`, the per-parameter features of this step
     averaged over tensors (loptim.lhopt_features.INNER_FEATURE_NAMES, did_grad_clip excluded).
@@ -145,9 +158,13 @@ def inner_step(
     denominator = torch._foreach_add(sqrt_v_hat, hparams.eps)
     torch._foreach_mul_(denominator, state["bias_correction1"])
     updates = torch._foreach_div(exp_avg, denominator)  # m_hat / (sqrt(v_hat) + eps)
+    decays = [hparams.weight_decay] * len(params) if weight_decays is None else weight_decays
     if config.weight_decay_in_update:
-        torch._foreach_add_(updates, params, alpha=hparams.weight_decay)
-    lrs = _learning_rates(hparams, config, state, params, updates)
+        if weight_decays is None:
+            torch._foreach_add_(updates, params, alpha=hparams.weight_decay)
+        else:
+            torch._foreach_add_(updates, torch._foreach_mul(params, decays))
+    lrs = _learning_rates(hparams, config, state, params, updates, lr_scales)
     features = None
     if with_features:
         features = per_tensor_features(
@@ -155,7 +172,7 @@ def inner_step(
         )
     lr_list = lrs.tolist()
     if not config.weight_decay_in_update:
-        torch._foreach_mul_(params, [1.0 - lr * hparams.weight_decay for lr in lr_list])
+        torch._foreach_mul_(params, [1.0 - lr * decay for lr, decay in zip(lr_list, decays)])
     torch._foreach_mul_(updates, [-lr for lr in lr_list])
     torch._foreach_add_(params, updates)
     state["steps"] += 1

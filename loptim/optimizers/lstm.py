@@ -2,8 +2,8 @@
 
 Two LSTM layers of 20 units (Sec. 3), weights shared across coordinates, hidden and cell state per coordinate,
 input preprocessing with p = 10 (Appendix A), linear output scaled by 0.1: theta <- theta + 0.1 * out.
-All coordinates of all tensors form one batch, processed in cache-sized chunks with state stored chunk-major
-(n_chunks, units, chunk) so every elementwise op runs on contiguous memory (DESIGN.md, performance facts).
+All coordinates of all tensors form one batch, processed in cache-sized chunks of columns of the (units, N) state,
+so a chunk's rows are contiguous and every parameter tensor owns a column range (its live view in `opt.state`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
 
 State = dict[str, Tensor]
+GPU_CHUNK = 1 << 20  # coordinates per chunk on an accelerator: few kernel launches, gate buffers of ~320 MB
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def lstm_chunk(
 
 def _scaled(meta_params: dict[str, Tensor], units: int) -> dict[str, Tensor]:
     """Meta-parameters in the layout lstm_chunk wants: cell-input rows x2 (for the sigmoid tanh), biases as columns."""
-    scale = torch.ones(4 * units, 1, dtype=meta_params["w1"].dtype)
+    scale = torch.ones(4 * units, 1, dtype=meta_params["w1"].dtype, device=meta_params["w1"].device)
     scale[3 * units :] = 2.0
     return {
         "w1": meta_params["w1"] * scale,
@@ -103,13 +104,13 @@ class LSTMOptimizerNet(nn.Module):
     def init_state(self, params: dict[str, Tensor]) -> State:
         """Zero LSTM state for every coordinate of `params` (DESIGN.md interface), in the parameters' dtype."""
         first = next(iter(params.values()))
-        return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype)
+        return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype, device=first.device)
 
-    def zero_state(self, num_coordinates: int, chunk: int | None = None, dtype: torch.dtype = torch.float32) -> State:
-        """Zero hidden and cell states for `num_coordinates`, padded to whole chunks."""
-        chunk = min(chunk or self.config.chunk, max(num_coordinates, 1))
-        n_chunks = -(-num_coordinates // chunk)
-        zeros = torch.zeros(n_chunks, self.config.hidden, chunk, dtype=dtype)
+    def zero_state(
+        self, num_coordinates: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> State:
+        """Zero hidden and cell states, (units, N) each: a chunk is a column block, a parameter a column range."""
+        zeros = torch.zeros(self.config.hidden, num_coordinates, dtype=dtype, device=device)
         return {"h1": zeros, "c1": zeros.clone(), "h2": zeros.clone(), "c2": zeros.clone()}
 
     def _inputs(self, grad: Tensor) -> Tensor:
@@ -118,47 +119,54 @@ class LSTMOptimizerNet(nn.Module):
         return grad.unsqueeze(0)
 
     def step_flat(
-        self, meta_params: dict[str, Tensor], state: State, grad: Tensor, inplace: bool = False
+        self,
+        meta_params: dict[str, Tensor],
+        state: State,
+        grad: Tensor,
+        inplace: bool = False,
+        chunk: int | None = None,
+        threads: int = 1,
     ) -> tuple[Tensor, State]:
         """Flat gradient (N,) -> (flat update (N,), new state); differentiable in meta_params and state.
 
         Pure unless `inplace` (used by the torch.optim shell, which owns its state): then, with grad disabled,
-        the state tensors are overwritten chunk by chunk instead of reallocated.
+        the state tensors are overwritten chunk by chunk instead of reallocated, by up to `threads` threads.
         """
-        n_chunks, units, chunk = state["h1"].shape
-        n = grad.shape[0]
-        padded = torch.nn.functional.pad(grad, (0, n_chunks * chunk - n))
-        x = self._inputs(padded).reshape(-1, n_chunks, chunk).transpose(0, 1).contiguous()  # (n_chunks, inputs, C)
+        units, n = self.config.hidden, grad.shape[0]
+        chunk = max(1, min(chunk or self.config.chunk, n))
+        bounds = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+        x = self._inputs(grad)  # (inputs, N)
         weights = _scaled(meta_params, units)
         names = ("h1", "c1", "h2", "c2")
         if torch.is_grad_enabled():  # differentiable path (meta-training): new state tensors, chunk by chunk
             outs, pieces = [], {name: [] for name in names}
-            for k in range(n_chunks):
-                out_k, new = lstm_chunk(weights, x[k], tuple(state[name][k] for name in names), units)
+            for lo, hi in bounds:
+                out_k, new = lstm_chunk(weights, x[:, lo:hi], tuple(state[name][:, lo:hi] for name in names), units)
                 outs.append(out_k)
                 for name, value in zip(names, new):
                     pieces[name].append(value)
-            out = torch.stack(outs)
-            new_state = {name: torch.stack(pieces[name]) for name in names}
+            out = torch.cat(outs)
+            new_state = {name: torch.cat(pieces[name], dim=1) for name in names}
         else:  # eager path: the gate buffers of one chunk stay in cache; threads split the chunks
-            out = torch.empty(n_chunks, chunk, dtype=grad.dtype)
+            out = torch.empty(n, dtype=grad.dtype, device=grad.device)
             new_state = state if inplace else {name: torch.empty_like(state[name]) for name in names}
 
-            def work(chunks: range) -> None:
+            def work(ranges: list[tuple[int, int]]) -> None:
                 if threads > 1:
                     torch.set_num_threads(1)  # this worker thread's ops stay single-threaded
-                for k in chunks:
-                    out[k], new = lstm_chunk(weights, x[k], tuple(state[name][k] for name in names), units)
+                for lo, hi in ranges:
+                    current = tuple(state[name][:, lo:hi] for name in names)
+                    out[lo:hi], new = lstm_chunk(weights, x[:, lo:hi], current, units)
                     for name, value in zip(names, new):
-                        new_state[name][k] = value
+                        new_state[name][:, lo:hi] = value
 
-            threads = min(torch.get_num_threads(), n_chunks)
+            threads = max(1, min(threads, len(bounds)))
             if threads > 1:  # one chunk per op call is too small to split across cores; whole chunks are not
                 with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(work, [range(i, n_chunks, threads) for i in range(threads)]))
+                    list(pool.map(work, [bounds[i::threads] for i in range(threads)]))
             else:
-                work(range(n_chunks))
-        return self.config.output_scale * out.reshape(-1)[:n], new_state
+                work(bounds)
+        return self.config.output_scale * out, new_state
 
     def update(
         self,
@@ -176,17 +184,47 @@ class LSTMOptimizerNet(nn.Module):
 
 
 class LSTMOptimizer(FlatOptimizer):
-    """`loptim.LSTMOptimizer(model.parameters(), weights="lstm-mnist")`: the L2L optimizer as a torch.optim class."""
+    """`loptim.LSTMOptimizer(model.parameters())`: the L2L optimizer as a torch.optim class, shipped weights by default.
 
-    def __init__(self, params: Iterable[Tensor], weights: str | None = "lstm-mnist", *, total_steps: int = 0):
+    `weights`: a shipped name (default "lstm-mnist"), a .safetensors path, or None for an untrained network drawn
+    from a fixed seed (the global RNG is never touched). `lr` multiplies the learned step (dimensionless, default 1);
+    the rest of the torch.optim semantics and the non-finite policy are `FlatOptimizer`'s. The LSTM state is
+    float32 (float64 for float64 parameters): 16 floats per hidden unit and coordinate pair, 80 per coordinate.
+    """
+
+    name = "lstm"
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        weights: str | None = "lstm-mnist",
+        *,
+        lr: float = 1.0,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        nonfinite: str = "raise",
+        total_steps: int = 0,
+    ) -> None:
         from loptim.pretrained import load_learned
 
-        net = load_learned("lstm", weights) if weights else LSTMOptimizerNet()
-        super().__init__(params, net, name="lstm", weights=weights)
+        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
+            net = (
+                load_learned("lstm", weights)
+                if weights
+                else LSTMOptimizerNet(generator=torch.Generator().manual_seed(0))
+            )
+        super().__init__(
+            params, net, weights=weights, lr=lr, weight_decay=weight_decay, maximize=maximize, nonfinite=nonfinite
+        )
 
-    def _init_flat_state(self, num_coordinates: int) -> State:
-        return self.net.zero_state(num_coordinates)
+    def _zero_state(self, num_coordinates: int, dtype: torch.dtype, device: torch.device) -> State:
+        return self.net.zero_state(num_coordinates, dtype=dtype, device=device)
 
-    def _flat_update(self, flat_grad: Tensor) -> Tensor:
-        delta, self.flat_state = self.net.step_flat(self.meta_params, self.flat_state, flat_grad, inplace=True)
+    def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
+        on_cpu = flat_grad.device.type == "cpu"
+        chunk = self.net.config.chunk if on_cpu else GPU_CHUNK
+        threads = torch.get_num_threads() if on_cpu else 1
+        delta, self.flat_state = self.net.step_flat(
+            self.meta_params, self.flat_state, flat_grad, inplace=True, chunk=chunk, threads=threads
+        )
         return delta

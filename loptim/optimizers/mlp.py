@@ -90,13 +90,15 @@ class MLPOptimizerNet(nn.Module):
 
     def init_state(self, params: dict[str, Tensor]) -> State:
         first = next(iter(params.values()))
-        return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype)
+        return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype, device=first.device)
 
-    def zero_state(self, num_coordinates: int, dtype: torch.dtype = torch.float32) -> State:
-        """Six momenta and the RMS accumulator: 28 bytes per fp32 parameter."""
+    def zero_state(
+        self, num_coordinates: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> State:
+        """Six momenta and the RMS accumulator: 28 bytes per fp32 parameter (coordinates on the last dimension)."""
         return {
-            "momenta": torch.zeros(len(MOMENTUM_DECAYS), num_coordinates, dtype=dtype),
-            "rms": torch.zeros(num_coordinates, dtype=dtype),
+            "momenta": torch.zeros(len(MOMENTUM_DECAYS), num_coordinates, dtype=dtype, device=device),
+            "rms": torch.zeros(num_coordinates, dtype=dtype, device=device),
         }
 
     def step_flat(
@@ -105,7 +107,7 @@ class MLPOptimizerNet(nn.Module):
         """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure."""
         momenta, rms = accumulate(state["momenta"], state["rms"], grad)
         features = coordinate_features(grad, param, momenta, rms, segment_ids(sizes), sizes)
-        bias1 = meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype)
+        bias1 = meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype, grad.device)
         hidden = torch.relu(torch.addmm(bias1.unsqueeze(1), meta_params["w1"], features))
         hidden = torch.relu(torch.addmm(meta_params["b2"].unsqueeze(1), meta_params["w2"], hidden))
         direction, magnitude = torch.addmm(meta_params["b3"].unsqueeze(1), meta_params["w3"], hidden)
@@ -215,22 +217,55 @@ class MLPOptimizerNet(nn.Module):
 
 
 class MLPOptimizer(FlatOptimizer):
-    """`loptim.MLPOptimizer(model.parameters(), weights=...)`: the Metz 2019 optimizer as a torch.optim class."""
+    """`loptim.MLPOptimizer(model.parameters())`: the Metz 2019 optimizer as a torch.optim class.
 
-    def __init__(self, params: Iterable[Tensor], weights: str | None = None, *, total_steps: int = 0) -> None:
+    `weights`: a shipped name (default "mlp-mnist"), a .safetensors path, or None for an untrained network drawn
+    from a fixed seed (the global RNG is never touched). `lr` multiplies the learned step (dimensionless, default 1);
+    the rest of the torch.optim semantics and the non-finite policy are `FlatOptimizer`'s. State: six momenta and
+    an RMS accumulator per coordinate in float32 (float64 for float64 parameters).
+    """
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        weights: str | None = "mlp-mnist",
+        *,
+        lr: float = 1.0,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+        nonfinite: str = "raise",
+        total_steps: int = 0,
+    ) -> None:
         from loptim.pretrained import load_learned
 
-        net = load_learned("mlp", weights) if weights else MLPOptimizerNet()
-        super().__init__(params, net, name="mlp", weights=weights)
-        self.sizes = [p.numel() for p in self.params]
-        self.plan = ChunkPlan.build(self.sizes, net.config.chunk)
-        self.scratch = torch.ones(NUM_COORDINATE_FEATURES + 1, self.num_coordinates)  # features + ones: 44 B/param
+        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
+            net = (
+                load_learned("mlp", weights) if weights else MLPOptimizerNet(generator=torch.Generator().manual_seed(0))
+            )
+        super().__init__(
+            params, net, weights=weights, lr=lr, weight_decay=weight_decay, maximize=maximize, nonfinite=nonfinite
+        )
+        self._plan: tuple[list[int], ChunkPlan, Tensor] | None = None  # sizes, chunks, feature scratch (44 B/param)
 
-    def _init_flat_state(self, num_coordinates: int) -> State:
-        return self.net.zero_state(num_coordinates)
+    def _zero_state(self, num_coordinates: int, dtype: torch.dtype, device: torch.device) -> State:
+        return self.net.zero_state(num_coordinates, dtype=dtype, device=device)
 
-    def _flat_update(self, flat_grad: Tensor) -> Tensor:
-        flat_param = torch.cat([p.detach().reshape(-1) for p in self.params]).to(flat_grad.dtype)
+    def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
+        flat_param = torch.cat([p.detach().reshape(-1) for p in params]).to(flat_grad.dtype)
+        sizes = [p.numel() for p in params]
+        if flat_grad.device.type != "cpu":  # one whole-batch pass: few kernel launches
+            delta, new = self.net.step_flat(
+                self.meta_params, self.flat_state, flat_grad, flat_param, sizes, self.step_count
+            )
+            for k, v in new.items():
+                self.flat_state[k].copy_(v)
+            return delta
+        if self._plan is None or self._plan[0] != sizes or self._plan[2].dtype != flat_grad.dtype:
+            scratch = torch.ones(NUM_COORDINATE_FEATURES + 1, len(flat_grad), dtype=flat_grad.dtype)
+            self._plan = (sizes, ChunkPlan.build(sizes, self.net.config.chunk), scratch)
+        _, plan, scratch = self._plan
         return self.net.step_flat_eager(
-            self.meta_params, self.flat_state, flat_grad, flat_param, self.plan, self.step_count, self.scratch
+            self.meta_params, self.flat_state, flat_grad, flat_param, plan, self.step_count, scratch
         )
