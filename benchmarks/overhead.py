@@ -103,20 +103,15 @@ def make(name: str, params: list[torch.Tensor]) -> Callable[[], None]:
         opt = torch.optim.Adam(params, lr=1e-3, fused=True)
         return opt.step
     if name == "lstm":
-        net = LSTMOptimizerNet(generator=torch.Generator().manual_seed(0))
-        opt = LSTMOptimizer.__new__(LSTMOptimizer)
-        from loptim.optimizers.flat import FlatOptimizer
-
-        FlatOptimizer.__init__(opt, params, net, name="lstm", weights=None)
-        return opt.step
+        return LSTMOptimizer(params, weights=None).step  # an untrained network costs the same
     if name == "lstm-naive":
         return NaiveLSTM(params).step
     if name == "mlp":
-        return MLPOptimizer(params).step
+        return MLPOptimizer(params, weights=None).step
     if name == "mlp-naive":
         return NaiveMLP(params).step
     if name == "lhopt":
-        lhopt = LHOPT(params, total_steps=LHOPT_INTERVAL * 32, decisions=32)  # untrained policy: same cost
+        lhopt = LHOPT(params, None, total_steps=LHOPT_INTERVAL * 32, decisions=32)  # untrained policy: same cost
         loss = torch.tensor(1.0)
 
         def interval() -> None:
