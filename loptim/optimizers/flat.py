@@ -29,6 +29,7 @@ from loptim.optimizers.step_inputs import (
 from loptim.optimizers.versions import check_state_dict_header, state_dict_header
 
 State = dict[str, Tensor]
+DEFERRED_CHECK_EVERY = 16  # on accelerators, steps between host reads of the device-side non-finite counter
 
 
 def flatten(tensors: dict[str, Tensor]) -> Tensor:
@@ -71,7 +72,7 @@ class FlatOptimizer(torch.optim.Optimizer):
     parameters keep their own dtype. A non-finite gradient or loss never reaches the model: the step raises
     `loptim.DivergedError` (`nonfinite="raise"`) or is skipped (`"skip"`). On CUDA the check stays on the device:
     the bad step is neutralized there (the model unchanged, the core fed a zero gradient) and the error is raised
-    at the next `step()` or `state_dict()`, so no step waits for the host.
+    within DEFERRED_CHECK_EVERY steps or at `state_dict()`, so no step waits for the host.
     """
 
     name = "flat"
@@ -99,7 +100,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         self._param_steps = torch.zeros(0)
         self.step_count = 0
         self._skipped = 0
-        self._pending: Tensor | None = None  # CUDA: a device flag of a neutralized non-finite step, not yet raised
+        self._pending: Tensor | None = None  # CUDA: count of neutralized non-finite steps not yet acted on
         self._defer_nonfinite: bool | None = None  # None: defer the check on accelerators only (tests force it)
 
     # ------------------------------------------------------------------------------------------ core hooks
@@ -168,7 +169,6 @@ class FlatOptimizer(torch.optim.Optimizer):
         closure, loss = split_step_args(closure, loss)
         closure_loss = run_closure(closure)
         loss = closure_loss if loss is None else loss
-        self._raise_pending()
         params = self._all_params()
         check_dense(type(self).__name__, params)
         active = [p.grad is not None for p in params]
@@ -195,10 +195,12 @@ class FlatOptimizer(torch.optim.Optimizer):
         self._restore(saved)
         if lazy:
             delta = torch.where(bad, torch.zeros((), dtype=dtype, device=device), delta)
-            self._pending = bad if self._pending is None else self._pending | bad
+            self._pending = bad.int() if self._pending is None else self._pending + bad
         self._apply(params, active, delta)
         self._param_steps[torch.tensor(active)] += 1
         self.step_count += 1
+        if lazy and self.step_count % DEFERRED_CHECK_EVERY == 0:
+            self._raise_pending()
         return closure_loss
 
     def _signed_grad(self, p: Tensor, dtype: torch.dtype) -> Tensor:
@@ -243,14 +245,18 @@ class FlatOptimizer(torch.optim.Optimizer):
         torch._foreach_add_(targets, updates)
 
     def _raise_pending(self) -> None:
-        """Act on a non-finite step found on the device at an earlier step (one host read, not one per step)."""
+        """Act on non-finite steps found on the device since the last check (one host read every
+        DEFERRED_CHECK_EVERY steps, and at state_dict(), not one per step)."""
         if self._pending is None:
             return
-        pending, self._pending = bool(self._pending), None
-        if pending:
-            if self.nonfinite == "raise":
-                raise diverged(type(self).__name__, self.step_count - 1, "gradient or loss (found on the device)")
-            self._skipped += 1
+        count, self._pending = int(self._pending), None
+        if count and self.nonfinite == "raise":
+            raise diverged(
+                type(self).__name__,
+                self.step_count,
+                f"gradient or loss in {count} of the last steps (found on the device)",
+            )
+        self._skipped += count
 
     @property
     def skipped_steps(self) -> int:
