@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -75,30 +76,42 @@ def cmd_meta_train(args: argparse.Namespace) -> None:
     from loptim.meta import distributed as dist
 
     created = dist.init_from_env()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a polite kill checkpoints like Ctrl-C
     try:
         _meta_train(args)
+    except KeyboardInterrupt:
+        sys.exit(130)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if created:
             dist.shutdown()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _meta_train(args: argparse.Namespace) -> None:
     from loptim.meta import distributed as dist
+    from loptim.meta.generalist import GeneralistTrainer
     from loptim.meta.lhopt_trainer import LHOPTTrainer
     from loptim.meta.metz import MetzTrainer
-    from loptim.meta.recipes import RECIPES, L2LRecipe, LHOPTRecipe, MetzRecipe
+    from loptim.meta.recipes import RECIPES, GeneralistRecipe, L2LRecipe, LHOPTRecipe, MetzRecipe
     from loptim.meta.trainer import L2LTrainer
 
     recipe = RECIPES.get(args.recipe)
     trainers = {
-        "lstm": (L2LRecipe, L2LTrainer),
-        "mlp": (MetzRecipe, MetzTrainer),
-        "lhopt": (LHOPTRecipe, LHOPTTrainer),
+        L2LRecipe: ("lstm", L2LTrainer),
+        MetzRecipe: ("mlp", MetzTrainer),
+        GeneralistRecipe: ("mlp", GeneralistTrainer),
+        LHOPTRecipe: ("lhopt", LHOPTTrainer),
     }
-    recipe_type, trainer_type = trainers[args.optimizer]
-    if not isinstance(recipe, recipe_type):
-        known = ", ".join(n for n in RECIPES.names() if isinstance(RECIPES.get(n), recipe_type))
+    kind, trainer_type = trainers[type(recipe)]
+    if kind != args.optimizer:
+        known = ", ".join(n for n in RECIPES.names() if trainers[type(RECIPES.get(n))][0] == args.optimizer)
         raise LoptimError(f"recipe '{args.recipe}' does not train '{args.optimizer}'; its recipes: {known}")
+    if args.campaign is not None and trainer_type is not GeneralistTrainer:
+        raise LoptimError("--campaign applies to recipes whose trainer writes compact campaign checkpoints")
     if args.seed is not None:
         recipe = dataclasses.replace(recipe, seed=args.seed)
     if args.workers is not None:
@@ -106,12 +119,17 @@ def _meta_train(args: argparse.Namespace) -> None:
             raise LoptimError("--workers applies to LHOPT recipes (parallel episodes); L2L and Metz use torchrun")
         recipe = dataclasses.replace(recipe, workers=args.workers)
     out = Path(args.out)
-    trainer = trainer_type(recipe, out)
+    extra = {"campaign": Path(args.campaign)} if args.campaign is not None else {}
+    trainer = trainer_type(recipe, out, **extra)
     exists = dist.broadcast(trainer.checkpoint_path.exists())  # rank 0's disk holds the checkpoints
     if args.resume:
-        if not exists:
+        compact = Path(args.campaign) / "checkpoint.pt" if args.campaign is not None else None
+        if not exists and compact is not None and compact.exists():
+            trainer.resume(compact)  # a new machine: go on from the committed campaign checkpoint
+        elif not exists:
             raise LoptimError(f"--resume: no checkpoint at {trainer.checkpoint_path}; run without --resume first")
-        trainer.resume()
+        else:
+            trainer.resume()
     elif exists:
         raise LoptimError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, or choose another --out")
     launcher = ["torchrun", f"--nproc_per_node={dist.local_world_size()}"] if dist.world_size() > 1 else []
@@ -161,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     meta.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt exactly")
     meta.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
+    meta.add_argument(
+        "--campaign",
+        default=None,
+        help="a campaign folder: compact checkpoint (<= 1 MB) and per-epoch log.jsonl there; --resume starts from "
+        "it when OUT has no checkpoint (a new machine)",
+    )
     meta.add_argument(
         "--workers",
         type=int,

@@ -9,7 +9,7 @@ from loptim.meta.ppo import PPOConfig
 from loptim.optimizers.lhopt_actions import ACTION_HEADS, DEFAULT_NOOP_BIAS
 from loptim.optimizers.lhopt_inner import PUBLISHED, InnerConfig
 from loptim.optimizers.lstm import LSTMConfig
-from loptim.optimizers.mlp import MLPConfig
+from loptim.optimizers.mlp import MLPConfig, generalist_config
 from loptim.registry import Registry
 
 
@@ -135,7 +135,29 @@ class LHOPTRecipe:
             )
 
 
-RECIPES: Registry[L2LRecipe | MetzRecipe | LHOPTRecipe] = Registry("recipe")
+@dataclass(frozen=True)
+class GeneralistRecipe:
+    """PES meta-training of the generalist design (docs/generalist.md), sized for CPU cores."""
+
+    name: str
+    families: tuple[tuple[str, float], ...] = (("mnist-mix", 2.0), ("char-lm", 1.0), ("noisy-quadratic", 0.5))
+    augment: float = 0.5  # probability of a reparameterized task (Celo)
+    log10_scales: tuple[float, float] = (-1.0, 1.0)  # Celo: -3..3; narrowed while the design cannot see 1e3x
+    inner_steps: tuple[int, int] = (100, 1000)  # whole runs, log-uniform
+    truncation: tuple[int, int] = (25, 50)  # PES truncation length, uniform per outer step
+    slots: int = 8
+    sigma: float = 0.01
+    epochs: int = 100_000
+    meta_lr: float = 3e-3
+    meta_beta1: float = 0.9
+    clip_norm: float = 10.0
+    eval_every: int = 100
+    eval_tasks: tuple[str, ...] = ("mnist-mlp-relu", "mnist-cnn", "mobydick-char")
+    seed: int = 0
+    mlp: MLPConfig = field(default_factory=generalist_config)
+
+
+RECIPES: Registry[L2LRecipe | MetzRecipe | LHOPTRecipe | GeneralistRecipe] = Registry("recipe")
 RECIPES.add("lstm-mnist", lambda: L2LRecipe(name="lstm-mnist", task="mnist-mlp", epochs=600))
 RECIPES.add("lstm-quadratic", lambda: L2LRecipe(name="lstm-quadratic", task="quadratic", epochs=300))
 RECIPES.add(
@@ -179,5 +201,19 @@ RECIPES.add(
         eval_rollouts=1,
         hidden=16,
         ppo=PPOConfig(epochs=2, minibatch_trajectories=2),
+    ),
+)
+RECIPES.add("mlp-generalist", lambda: GeneralistRecipe(name="mlp-generalist"))
+RECIPES.add(
+    "tiny-generalist",
+    lambda: GeneralistRecipe(
+        name="tiny-generalist",
+        families=(("noisy-quadratic", 1.0),),
+        inner_steps=(12, 20),
+        truncation=(4, 6),
+        slots=2,
+        epochs=6,
+        eval_every=3,
+        eval_tasks=("quadratic",),
     ),
 )

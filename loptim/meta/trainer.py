@@ -168,6 +168,7 @@ class EpochLoop:
         last = min(total, stop_at_epoch if stop_at_epoch is not None else total)
         quiet = not progress or not dist.is_main()
         bar = tqdm(total=total, initial=self.epoch, desc=f"meta-train {recipe.name}", disable=quiet)
+        interrupted = False
         try:
             while self.epoch < last and not dist.broadcast(time.monotonic() >= deadline):
                 start = time.perf_counter()
@@ -189,10 +190,16 @@ class EpochLoop:
                     self.export(command)
                 if evaluate or self.checkpoint_every_epoch:
                     self.save()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the CLI turns it into KeyboardInterrupt): keep the work
+            interrupted = True
         finally:
             bar.close()
             self.close()
         self.save()
+        if interrupted:
+            if dist.is_main():
+                print(f"interrupted at epoch {self.epoch}: checkpoint saved; continue with --resume", file=sys.stderr)
+            raise KeyboardInterrupt
         if self.best is not None and dist.is_main():
             self.export(command)  # the card records how far this run got
         return self.epoch >= total
@@ -274,11 +281,12 @@ class OuterTrainer(EpochLoop):
         if dist.is_main():
             save_checkpoint(self.checkpoint_path, state)
 
-    def resume(self) -> None:
-        """Continue exactly from `checkpoint_path` (read by rank 0, sent to every rank: any world size)."""
-        ckpt = dist.broadcast(load_checkpoint(self.checkpoint_path) if dist.is_main() else None)
+    def resume(self, path: Path | None = None) -> None:
+        """Continue exactly from `checkpoint_path` (or `path`; read by rank 0, sent to every rank: any world size)."""
+        path = self.checkpoint_path if path is None else Path(path)
+        ckpt = dist.broadcast(load_checkpoint(path) if dist.is_main() else None)
         if ckpt["recipe"] != self.recipe.name:
-            raise ValueError(f"{self.checkpoint_path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
+            raise ValueError(f"{path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
         with torch.no_grad():
             for k, v in ckpt["meta"].items():
                 self.meta[k].copy_(v)

@@ -27,6 +27,7 @@ from loptim.features import (
     segment_ids,
     time_features,
 )
+from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
 
 State = dict[str, Tensor]
@@ -40,6 +41,20 @@ class MLPConfig:
     step_mult: float = 1e-3  # update = -step_mult * d * exp(exp_mult * m)
     exp_mult: float = 1e-3
     chunk: int = 8192  # coordinates per chunk in the eager path (the hidden buffers of one chunk stay in cache)
+    design: str = "metz2019"  # "metz2019" (the paper) | "generalist" (loptim.optimizers.mlp_generalist)
+    nominal_lr: float = 1e-3  # generalist: the Adam step the network corrects (Adam's default learning rate)
+
+    def __post_init__(self) -> None:
+        if self.design not in DESIGNS:
+            raise ValueError(f"MLPConfig.design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+
+
+DESIGNS = ("metz2019", "generalist")
+
+
+def generalist_config(hidden: int = 8) -> MLPConfig:
+    """The generalist design's defaults (tiny network, nominal Adam step; docs/generalist.md)."""
+    return MLPConfig(hidden=hidden, design="generalist")
 
 
 MIN_CHUNKS_PER_THREAD = 32
@@ -79,6 +94,12 @@ class MLPOptimizerNet(nn.Module):
         def fan_in(*shape: int) -> nn.Parameter:  # LeCun normal, as haiku's default initializer
             return nn.Parameter(torch.randn(*shape, generator=generator) / math.sqrt(shape[-1]))
 
+        if config.design == "generalist":  # the output layer and the schedule start at zero: exactly Adam
+            for name, shape in generalist.meta_param_shapes(hidden).items():
+                zero = name in ("w3", "b3", "w_schedule") or len(shape) == 1
+                setattr(self, name, nn.Parameter(torch.zeros(shape)) if zero else fan_in(*shape))
+            return
+
         self.w1 = fan_in(hidden, NUM_COORDINATE_FEATURES)
         self.w1_time = fan_in(hidden, len(TIMESCALES))
         self.b1 = nn.Parameter(torch.zeros(hidden))
@@ -96,15 +117,26 @@ class MLPOptimizerNet(nn.Module):
         self, num_coordinates: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
     ) -> State:
         """Six momenta and the RMS accumulator: 28 bytes per fp32 parameter (coordinates on the last dimension)."""
+        if self.config.design == "generalist":
+            return generalist.zero_state(num_coordinates, dtype, device)
         return {
             "momenta": torch.zeros(len(MOMENTUM_DECAYS), num_coordinates, dtype=dtype, device=device),
             "rms": torch.zeros(num_coordinates, dtype=dtype, device=device),
         }
 
     def step_flat(
-        self, meta_params: dict[str, Tensor], state: State, grad: Tensor, param: Tensor, sizes: list[int], step: int
+        self,
+        meta_params: dict[str, Tensor],
+        state: State,
+        grad: Tensor,
+        param: Tensor,
+        sizes: list[int],
+        step: int,
+        total_steps: int = 0,
     ) -> tuple[Tensor, State]:
         """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure."""
+        if self.config.design == "generalist":
+            return generalist.update(meta_params, state, grad, param, sizes, step, total_steps, self.config.nominal_lr)
         momenta, rms = accumulate(state["momenta"], state["rms"], grad)
         features = coordinate_features(grad, param, momenta, rms, segment_ids(sizes), sizes)
         bias1 = meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype, grad.device)
@@ -210,14 +242,16 @@ class MLPOptimizerNet(nn.Module):
         step: int = 0,
         total_steps: int = 0,
     ) -> tuple[dict[str, Tensor], State]:
-        """theta <- theta - 0.001 d exp(0.001 m), (d, m) = MLP(features); pure and differentiable in meta_params."""
+        """theta <- theta + the step of `step_flat` (Metz 2019: -0.001 d exp(0.001 m), (d, m) = MLP(features));
+        pure and differentiable in meta_params."""
         sizes = [p.numel() for p in params.values()]
-        delta, state = self.step_flat(meta_params, state, flatten(grads), flatten(params), sizes, step)
+        delta, state = self.step_flat(meta_params, state, flatten(grads), flatten(params), sizes, step, total_steps)
         return add_flat(params, delta), state
 
 
 class MLPOptimizer(FlatOptimizer):
-    """`loptim.MLPOptimizer(model.parameters())`: the Metz 2019 optimizer as a torch.optim class.
+    """`loptim.MLPOptimizer(model.parameters())`: the Metz 2019 optimizer (or its generalist design, by the
+    weights' config) as a torch.optim class; `total_steps` feeds the generalist's progress features.
 
     `weights`: a shipped name (default "mlp-mnist"), a .safetensors path, or None for an untrained network drawn
     from a fixed seed (the global RNG is never touched). `lr` multiplies the learned step (dimensionless, default 1);
@@ -248,6 +282,7 @@ class MLPOptimizer(FlatOptimizer):
             params, net, weights=weights, lr=lr, weight_decay=weight_decay, maximize=maximize, nonfinite=nonfinite
         )
         self._plan: tuple[list[int], ChunkPlan, Tensor] | None = None  # sizes, chunks, feature scratch (44 B/param)
+        self.total_steps = int(total_steps)  # the generalist's progress features need it (0: unknown)
 
     def _zero_state(self, num_coordinates: int, dtype: torch.dtype, device: torch.device) -> State:
         return self.net.zero_state(num_coordinates, dtype=dtype, device=device)
@@ -255,9 +290,10 @@ class MLPOptimizer(FlatOptimizer):
     def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
         flat_param = torch.cat([p.detach().reshape(-1) for p in params]).to(flat_grad.dtype)
         sizes = [p.numel() for p in params]
-        if flat_grad.device.type != "cpu":  # one whole-batch pass: few kernel launches
+        whole = flat_grad.device.type != "cpu" or self.net.config.design != "metz2019"
+        if whole:  # one whole-batch pass of the pure update: few kernel launches
             delta, new = self.net.step_flat(
-                self.meta_params, self.flat_state, flat_grad, flat_param, sizes, self.step_count
+                self.meta_params, self.flat_state, flat_grad, flat_param, sizes, self.step_count, self.total_steps
             )
             for k, v in new.items():
                 self.flat_state[k].copy_(v)

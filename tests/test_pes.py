@@ -1,0 +1,97 @@
+"""PES (Vicol et al. 2021) against the exact gradient of a whole unrolled run, where truncated ES is biased."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from loptim.meta.pes import PES, start_run
+from loptim.meta.unroll import MetaObjective, Truncation, UnrollState
+from loptim.tasks.base import Task
+
+DIM, TRUNCATIONS, LENGTH, SIGMA = 3, 3, 2, 0.1
+WEIGHTS = torch.tensor([1.0, -2.0, 1.5], dtype=torch.float64)
+
+
+class DriftOptimizer:
+    """A 'learned optimizer' whose update adds its meta-parameters: x_{t+1} = x_t + theta (gradients ignored)."""
+
+    def init_state(self, params):
+        return {}
+
+    def update(self, meta_params, state, params, grads, *, step=0, total_steps=0):
+        return {"x": params["x"] + meta_params["theta"]}, state
+
+
+class LinearTask(Task):
+    """loss(x) = w . x + 10: linear, so the Gaussian-smoothed loss has the unsmoothed gradient."""
+
+    def init(self, generator):
+        return {"x": torch.zeros(DIM, dtype=torch.float64)}
+
+    def loss(self, params, batch):
+        return WEIGHTS @ params["x"] + 10.0
+
+    def batches(self, split: str, generator: torch.Generator) -> Iterator:
+        while True:
+            yield None
+
+    def eval_batches(self, split: str) -> Iterable:
+        return [(None, 1.0)]
+
+
+def _exact_gradient(theta: torch.Tensor) -> torch.Tensor:
+    """d/dtheta of the sum over truncations of each truncation's mean validation loss, by autograd."""
+    theta = theta.clone().requires_grad_(True)
+    x, total = torch.zeros(DIM, dtype=torch.float64), 0.0
+    for _ in range(TRUNCATIONS):
+        losses = []
+        for _ in range(LENGTH):
+            x = x + theta
+            losses.append(WEIGHTS @ x + 10.0)
+        total = total + sum(losses) / LENGTH
+    return torch.autograd.grad(total, theta)[0]
+
+
+def _run_estimates(estimator: PES, theta: torch.Tensor, seed: int, persistent: bool) -> torch.Tensor:
+    """The sum over one whole run's truncations of the estimator's samples (truncated ES: xi reset each time)."""
+    task, lopt, meta = LinearTask(), DriftOptimizer(), {"theta": theta}
+    unroll = UnrollState(task, task.init(torch.Generator()), {}, 0, TRUNCATIONS * LENGTH, seed=seed)
+    run = start_run(unroll, meta, initial_loss=10.0)
+    total = torch.zeros(DIM, dtype=torch.float64)
+    for j in range(TRUNCATIONS):
+        if not persistent:
+            run.accumulated = {k: torch.zeros_like(v) for k, v in meta.items()}
+        truncation = Truncation([None] * LENGTH, [None] * LENGTH)
+        sample, run = estimator.sample(lopt, meta, run, truncation, seed * 100 + j)
+        total += sample.grads[0]["theta"]
+    return total
+
+
+def test_pes_is_unbiased_for_the_whole_run_and_truncated_es_is_not():
+    theta = torch.tensor([0.3, -0.1, 0.2], dtype=torch.float64)
+    estimator = PES(SIGMA, MetaObjective("valid", None, "mean"), normalize=False)
+    exact = _exact_gradient(theta)
+    runs = 400
+    pes = torch.stack([_run_estimates(estimator, theta, seed, persistent=True) for seed in range(runs)])
+    truncated = torch.stack([_run_estimates(estimator, theta, seed, persistent=False) for seed in range(runs)])
+    standard_error = pes.std(0) / runs**0.5
+    assert torch.all((pes.mean(0) - exact).abs() < 4 * standard_error), (pes.mean(0), exact)
+    # truncated ES sees only the last truncation's perturbation: it misses the earlier truncations' effect
+    assert torch.all((truncated.mean(0) - exact).abs() > 4 * truncated.std(0) / runs**0.5)
+
+
+def test_pes_carries_both_trajectories_and_the_accumulated_perturbation():
+    theta = torch.tensor([0.3, -0.1, 0.2], dtype=torch.float64)
+    estimator = PES(SIGMA, MetaObjective("valid", None, "mean"), normalize=False)
+    task, lopt, meta = LinearTask(), DriftOptimizer(), {"theta": theta}
+    unroll = UnrollState(task, task.init(torch.Generator()), {}, 0, 4, seed=0)
+    run = start_run(unroll, meta, initial_loss=10.0)
+    truncation = Truncation([None, None], [None, None])
+    _, first = estimator.sample(lopt, meta, run, truncation, 1)
+    _, second = estimator.sample(lopt, meta, first, truncation, 2)
+    eps1, eps2 = first.accumulated["theta"], second.accumulated["theta"] - first.accumulated["theta"]
+    torch.testing.assert_close(second.plus.params["x"], 4 * theta + 2 * eps1 + 2 * eps2)
+    torch.testing.assert_close(second.minus.params["x"], 4 * theta - 2 * eps1 - 2 * eps2)
+    assert second.done
