@@ -23,15 +23,17 @@ def _table(rows: list[list[str]]) -> str:
 
 def cmd_tasks(args: argparse.Namespace) -> None:
     from loptim.tasks import TASKS, get_task
+    from loptim.tasks.partition import part_of
 
-    rows = [["task", "data", "params", "steps", "batch"]]
+    rows = [["task", "data", "part", "params", "steps", "batch"]]
     for name in TASKS.names():
         task = get_task(name)
         try:
             params = str(task.num_params())
         except LoptimError:
             params = "(data not installed)"
-        rows.append([name, task.data_source, params, str(task.default_steps), str(task.batch_size)])
+        part = part_of(task.data_source)
+        rows.append([name, task.data_source, part, params, str(task.default_steps), str(task.batch_size)])
     print(_table(rows))
 
 

@@ -22,3 +22,7 @@ class WeightsError(LoptimError, ValueError):
 
 class DivergedError(LoptimError, FloatingPointError):
     """A loss became NaN or infinite."""
+
+
+class SuiteDataError(LoptimError, ValueError):
+    """Meta-training was handed a task on data the partition (loptim/tasks/partition.py) holds out for the suite."""

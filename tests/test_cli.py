@@ -14,6 +14,7 @@ from loptim.evaluate.results import load_results
 from loptim.evaluate.speedup import mean_curve, speedup
 from loptim.optimizers.baselines import BASELINES, baseline_spec
 from loptim.tasks import TASKS
+from loptim.tasks.suite import SUITE_CORE
 
 CURVE_KEYS = {"seed", "step", "train_loss", "valid_step", "valid_loss", "seconds"}
 ENTRY_KEYS = {
@@ -128,16 +129,19 @@ def test_tasks_lists_names_data_and_sizes(capsys):
     names = [row[0] for row in rows]
     assert len(rows) >= 6 and names == TASKS.names()
     assert {"quadratic", "mnist-mlp", "fashion-cnn", "shakespeare-char", "movielens-gmf"} <= set(names)
-    for source in ("MNIST", "Fashion-MNIST", "Shakespeare", "MovieLens"):
+    for source in ("mnist", "fashion-mnist", "shakespeare", "movielens-100k", "brown", "fsdd", "diamonds"):
         assert source in printed, source
+    assert {row[0] for row in rows if row[2] == "suite"} >= set(SUITE_CORE)
     mlp = next(row for row in rows if row[0] == "mnist-mlp")
     assert mlp[-3:] == ["15910", "100", "128"]  # params, default steps, batch size
 
 
-def test_data_lists_the_five_data_sets(capsys):
+def test_data_lists_every_data_set(capsys):
     assert main(["data"]) == 0
     rows = table_rows(capsys.readouterr().out)
-    assert [row[0] for row in rows] == ["mnist", "fashion-mnist", "shakespeare", "moby-dick", "movielens-100k"]
+    assert [row[0] for row in rows] == ["mnist", "fashion-mnist", "shakespeare", "moby-dick", "movielens-100k",
+                                        "brown", "fsdd", "diamonds", "health-insurance", "doctor-contacts", "sotu",
+                                        "us-births", "spam-assassin"]  # fmt: skip
     assert all(row[1] in ("yes", "no") for row in rows)
 
 

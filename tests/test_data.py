@@ -14,10 +14,21 @@ import torch
 
 from loptim.errors import DataMissingError, LoptimError, UnknownNameError
 from loptim.tasks.data import sources
+from loptim.tasks.data.audio import load_fsdd
 from loptim.tasks.data.images import load_fashion_mnist, load_mnist, read_idx
 from loptim.tasks.data.movielens import NUM_NEGATIVES, load_movielens_100k, read_interactions
 from loptim.tasks.data.paths import cache_dir
-from loptim.tasks.data.text import load_moby_dick, load_shakespeare, moby_dick_text, shakespeare_text
+from loptim.tasks.data.series import load_us_births
+from loptim.tasks.data.tables import load_diamonds, load_doctor_contacts, load_health_insurance
+from loptim.tasks.data.text import (
+    load_moby_dick,
+    load_shakespeare,
+    load_sotu,
+    load_spam_assassin,
+    moby_dick_text,
+    shakespeare_text,
+)
+from loptim.tasks.data.words import load_brown
 
 LOADERS: dict[str, Callable] = {
     "mnist": load_mnist,
@@ -25,6 +36,14 @@ LOADERS: dict[str, Callable] = {
     "shakespeare": load_shakespeare,
     "moby-dick": load_moby_dick,
     "movielens-100k": load_movielens_100k,
+    "brown": load_brown,
+    "fsdd": load_fsdd,
+    "diamonds": load_diamonds,
+    "health-insurance": load_health_insurance,
+    "doctor-contacts": load_doctor_contacts,
+    "sotu": load_sotu,
+    "us-births": load_us_births,
+    "spam-assassin": load_spam_assassin,
 }
 
 

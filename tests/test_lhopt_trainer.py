@@ -11,10 +11,10 @@ import torch
 
 import loptim
 from loptim.cli import main
+from loptim.errors import SuiteDataError
 from loptim.meta.lhopt_rollout import (
     HELD_OUT_DATA,
     TRAIN_FAMILIES,
-    HeldOutTaskError,
     draw_episode,
     potential,
     relative_reward,
@@ -190,7 +190,7 @@ def test_the_mixture_never_draws_held_out_data():
 
 def test_held_out_families_and_bad_recipes_are_refused(monkeypatch):
     monkeypatch.setitem(TRAIN_FAMILIES, "mnist-mlp", {"dataset": "fashion-mnist"})
-    with pytest.raises(HeldOutTaskError, match="fashion-mnist"):
+    with pytest.raises(SuiteDataError, match="fashion-mnist"):
         draw_episode((("mnist-mlp", 1.0),), (10, 20), (4, 8), 0)
     with pytest.raises(ValueError, match="no LHOPT training family 'fashion-cnn'"):
         LHOPTRecipe(name="bad", families=(("fashion-cnn", 1.0),))

@@ -39,15 +39,13 @@ from loptim.optimizers.lhopt_actions import randomize_hparams
 from loptim.optimizers.lhopt_inner import InnerConfig, InnerHParams, init_inner_state, inner_step
 from loptim.tasks import FAMILIES
 from loptim.tasks.base import Task, log_uniform_int
-from loptim.tasks.image import ImageTask
-from loptim.tasks.quadratic import QuadraticTask
-from loptim.tasks.text import CharLMTask
+from loptim.tasks.partition import check_meta_trainable, datasets
 
 if TYPE_CHECKING:
     from loptim.meta.recipes import LHOPTRecipe
 
-# DESIGN.md's held-out table for LHOPT: meta-training never sees these data sets.
-HELD_OUT_DATA = ("fashion-mnist", "shakespeare", "movielens")
+# Meta-training never sees these data sets: the partition's suite (loptim/tasks/partition.py, docs/data.md).
+HELD_OUT_DATA = datasets("suite")
 
 # The meta-training mixture (DESIGN.md, held-out table: noisy quadratics, the MNIST MLP/CNN family, small
 # Moby-Dick LMs): registry family names and the size options that keep a rollout at seconds on one core.
@@ -62,19 +60,9 @@ TRAIN_FAMILIES: dict[str, dict[str, Any]] = {
 BATCH_SALT, VALID_SALT, ACTION_SALT = 0x5DEECE66D, 0x2545F491, 0x9E3779B9  # episode seed -> stream seeds
 
 
-class HeldOutTaskError(ValueError):
-    """A meta-training episode drew a task on a held-out data set."""
-
-
 def task_dataset(task: Task) -> str:
-    """The data set a task trains on ('synthetic' for quadratics)."""
-    if isinstance(task, ImageTask):
-        return task.dataset
-    if isinstance(task, CharLMTask):
-        return task.config.corpus
-    if isinstance(task, QuadraticTask):
-        return "synthetic"
-    raise ValueError(f"LHOPT meta-training does not know the data set of task '{task.name}'")
+    """The data set a task trains on ('synthetic' for quadratics), as the partition names it."""
+    return task.data_source
 
 
 def check_families(families: tuple[tuple[str, float], ...]) -> None:
@@ -117,9 +105,7 @@ def draw_episode(
     generator = torch.Generator().manual_seed(seed)
     weights = torch.tensor([weight for _, weight in families], dtype=torch.float64)
     family = families[int(torch.multinomial(weights, 1, generator=generator))][0]
-    task = FAMILIES.get(family, **TRAIN_FAMILIES[family]).sample(generator)
-    if task_dataset(task) in HELD_OUT_DATA:
-        raise HeldOutTaskError(f"family '{family}' drew '{task.name}' on held-out data '{task_dataset(task)}'")
+    task = check_meta_trainable(FAMILIES.get(family, **TRAIN_FAMILIES[family]).sample(generator))
     steps = log_uniform_int(generator, *inner_steps)
     count = min(log_uniform_int(generator, *decisions), max(1, steps // 2))
     hparams = randomize_hparams(InnerHParams(), generator)

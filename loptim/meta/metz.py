@@ -24,6 +24,7 @@ from loptim.meta.unroll import MetaObjective, UnrollState, draw_truncation, run_
 from loptim.optimizers.mlp import MLPOptimizerNet
 from loptim.tasks import get_family
 from loptim.tasks.base import Task, log_uniform_int
+from loptim.tasks.partition import check_meta_trainable
 
 EVAL_LOSS_CAP = 10.0  # a diverged evaluation run scores as the meta-objective's clip value
 
@@ -47,7 +48,8 @@ class MetzTrainer(OuterTrainer):
 
     def task(self, task_seed: int) -> Task:
         if task_seed not in self._tasks:
-            self._tasks = {task_seed: self.family.sample(torch.Generator().manual_seed(task_seed)), **self._tasks}
+            task = check_meta_trainable(self.family.sample(torch.Generator().manual_seed(task_seed)))
+            self._tasks = {task_seed: task, **self._tasks}
             while len(self._tasks) > 4 * self.recipe.unrolls:  # keep recent tasks; their data sets are shared
                 self._tasks.pop(next(reversed(self._tasks)))
         return self._tasks[task_seed]
@@ -97,7 +99,7 @@ class MetzTrainer(OuterTrainer):
 
         def score(i: int) -> float:
             task_seed = EVAL_SEED_BASE + 7 * i
-            task = self.family.sample(torch.Generator().manual_seed(task_seed))
+            task = check_meta_trainable(self.family.sample(torch.Generator().manual_seed(task_seed)))
             return final_valid_loss(self.net, meta, task, self.inner_length(task_seed), task_seed)
 
         scores = dist.map_samples(self.recipe.eval_tasks, score)  # split across ranks, in task order

@@ -31,6 +31,7 @@ from loptim.optimizers.lstm import LSTMOptimizerNet
 from loptim.pretrained import save_learned
 from loptim.tasks import get_task
 from loptim.tasks.base import Task
+from loptim.tasks.partition import check_meta_trainable
 
 EVAL_SEED_BASE = 10_000_000  # checkpoint selection uses these seeds; `loptim bench` uses 0, 1, 2, ...
 
@@ -315,7 +316,7 @@ class L2LTrainer(OuterTrainer):
         net = LSTMOptimizerNet(recipe.lstm, generator=torch.Generator().manual_seed(recipe.seed))
         super().__init__(recipe, out, net, recipe.lstm)
         self.estimator = TruncatedBackprop()
-        self.task = get_task(recipe.task)
+        self.task = check_meta_trainable(get_task(recipe.task))
 
     def train_epoch(self) -> dict[str, float]:
         """`meta_batch` inner runs of `horizon` steps in lockstep (split across ranks); one meta-update per

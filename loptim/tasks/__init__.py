@@ -1,6 +1,6 @@
 """Tasks (what is trained) and task families (distributions of tasks for meta-training), by name."""
 
-from loptim.tasks import image, quadratic, recsys, text  # noqa: F401  (registers the tasks)
+from loptim.tasks import families, image, quadratic, recsys, suite, text  # noqa: F401  (registers tasks, families)
 from loptim.tasks.base import Task, TaskFamily
 from loptim.tasks.registry import FAMILIES, TASKS
 

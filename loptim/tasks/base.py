@@ -31,7 +31,7 @@ class Task(ABC):
     name: str = "task"
     default_steps: int = 100
     batch_size: int = 128
-    data_source: str = "synthetic"
+    data_source: str = "synthetic"  # the data set's name in the partition (loptim.tasks.partition)
 
     @abstractmethod
     def init(self, generator: torch.Generator) -> Params:

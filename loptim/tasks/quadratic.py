@@ -31,7 +31,7 @@ class QuadraticTask(Task):
     train, valid and test losses agree unless `noise_std` > 0 jitters the training targets.
     """
 
-    data_source = "synthetic (Andrychowicz et al. 2016)"
+    data_source = "synthetic"  # Andrychowicz et al. 2016
 
     def __init__(self, config: QuadraticConfig = QuadraticConfig(), name: str = "quadratic") -> None:
         self.config = config

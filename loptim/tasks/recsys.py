@@ -15,7 +15,7 @@ from loptim.tasks.base import Batch, Params, Task, check_split
 from loptim.tasks.data.base import InteractionSplits
 from loptim.tasks.registry import TASKS
 
-DATA_SOURCE = "MovieLens 100K (pip recbole==1.2.1)"
+DATA_SOURCE = "movielens-100k"
 EVAL_CHUNK_USERS = 256  # users per evaluation chunk: 100 pairs each
 TRAIN_EVAL_SEED = 0  # fixes the negatives of the train split's evaluation set
 TOP_K = 10

