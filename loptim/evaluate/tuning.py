@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -13,7 +15,7 @@ from pathlib import Path
 from loptim.evaluate.harness import Curve
 from loptim.evaluate.jobs import Job, run_jobs
 from loptim.evaluate.speedup import mean_curve
-from loptim.optimizers.baselines import baseline_spec
+from loptim.optimizers.baselines import BASELINES, baseline_spec
 from loptim.optimizers.competitors import competitor_spec, is_competitor
 from loptim.tasks.data.paths import cache_dir
 
@@ -37,11 +39,25 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _weights_digest(job: Job) -> str:
+    """The first 12 hex digits of the SHA-256 of the weights file a learned optimizer's job runs with."""
+    from loptim.optimizers import LEARNED
+    from loptim.pretrained import resolve
+
+    weights = job.hyperparameters.get("weights")
+    if not weights:
+        weights = inspect.signature(LEARNED.factory(job.optimizer)).parameters["weights"].default
+    return hashlib.sha256(resolve(weights).read_bytes()).hexdigest()[:12]
+
+
 def _optimizer_dir(job: Job) -> str:
-    """A competitor's runs are keyed by its installed package version too (another version may train otherwise)."""
+    """Runs are keyed by what else decides them: a competitor's installed package version, a learned optimizer's
+    weights (their digest: retrained weights under the same name are new runs)."""
+    if job.optimizer in BASELINES:
+        return job.optimizer
     if is_competitor(job.optimizer):
         return f"{job.optimizer}@{competitor_spec(job.optimizer).installed_version()}"
-    return job.optimizer
+    return f"{job.optimizer}@{_weights_digest(job)}"
 
 
 def cache_path(job: Job, root: Path | None = None) -> Path:
