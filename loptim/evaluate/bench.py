@@ -19,7 +19,7 @@ from loptim.evaluate.speedup import mean_curve
 from loptim.evaluate.timing import time_task
 from loptim.evaluate.tuning import grid_jobs, run_cached, score, select_best
 from loptim.optimizers.competitors import is_competitor
-from loptim.optimizers.registry import check_optimizer_label, is_baseline, label_factory
+from loptim.optimizers.registry import check_optimizer_label, check_optimizer_name, is_baseline, label_factory
 from loptim.tasks import get_task
 
 REFERENCE = "adam"
@@ -53,13 +53,21 @@ def optimizer_order(names: tuple[str, ...]) -> list[str]:
     """The reference (tuned Adam) always runs first, even if not asked for; duplicates dropped.
 
     A learned optimizer may name its weights after a colon: `lstm:lstm-quadratic` or `lstm:path/to.safetensors`.
-    With `lhopt` among them, tuned AdamW (LHOPT's reference) runs second. Every label is checked here, before any
-    run: names, named weights (they must load and fit) and competitors' packages.
+    With `lhopt` among them, tuned AdamW (LHOPT's reference) runs second.
     """
     ordered = [REFERENCE, *([LHOPT_REFERENCE] if _has_lhopt(names) else [])] + [n for n in names if n != REFERENCE]
     for name in ordered:
-        check_optimizer_label(name)
+        check_optimizer_name(name.split(":", 1)[0])
     return list(dict.fromkeys(ordered))
+
+
+def checked_labels(names: tuple[str, ...]) -> list[str]:
+    """`optimizer_order`, then every label checked before any run: named weights must load and fit the optimizer,
+    a competitor's package must be installed (a grid of hours must not fail at its last run)."""
+    ordered = optimizer_order(names)
+    for label in ordered:
+        check_optimizer_label(label)
+    return ordered
 
 
 def learned_job(task: str, label: str, steps: int, seed: int) -> Job:
@@ -73,7 +81,7 @@ def bench(config: BenchConfig) -> dict[str, Any]:
     task.num_params()  # fail early (missing data) before spawning workers
     steps = config.steps or task.default_steps
     seeds = list(range(config.seeds))
-    names = optimizer_order(config.optimizers)
+    names = checked_labels(config.optimizers)
     jobs: list[Job] = []
     for name in names:
         if is_baseline(name):

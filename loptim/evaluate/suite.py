@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from loptim.errors import LoptimError
-from loptim.evaluate.bench import LHOPT_REFERENCE, REFERENCE, learned_job, optimizer_order
+from loptim.evaluate.bench import LHOPT_REFERENCE, REFERENCE, checked_labels, learned_job
 from loptim.evaluate.jobs import Job
 from loptim.evaluate.suite_report import SuiteTask, plot_profile, suite_results, summarize_suite, table_markdown
 from loptim.evaluate.timing import time_task
@@ -129,7 +129,7 @@ def _report_jobs(task: str, label: str, steps: int, seeds: Sequence[int], hyper:
 
 def run_suite(config: SuiteConfig) -> dict[str, Any]:
     """Run (or resume) the suite and write OUT/suite.json, OUT/table.md and OUT/profile.png."""
-    labels = optimizer_order(config.optimizers)  # checks names, weights and packages before any run
+    labels = checked_labels(config.optimizers)  # checks names, weights and packages before any run
     tasks = [get_task(name) for name in config.task_names()]
     for task in tasks:
         check_data(task)  # missing data fails here, before the grid

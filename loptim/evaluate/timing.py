@@ -95,6 +95,7 @@ def time_task(
     block: int | None = None,
     seed: int = 0,
     threads: int | None = 1,
+    clock: Callable[[], float] | None = None,
 ) -> StepTimes:
     """Time `task`'s forward+backward and each optimizer's step() (built for a run of `total_steps`) side by side.
 
@@ -113,8 +114,9 @@ def time_task(
                 p.grad = None
             task.loss(model, next(batches)).backward()
 
-        steps = {label: _stepper(task, f, total_steps, seed, next(batches)) for label, f in factories.items()}
-        timer = SideBySideTimer(rounds=rounds, block=block or timing_block(total_steps))
+        batch = next(batches)  # every optimizer steps with the gradient of this one batch at the same point
+        steps = {label: _stepper(task, f, total_steps, seed, batch) for label, f in factories.items()}
+        timer = SideBySideTimer(rounds=rounds, block=block or timing_block(total_steps), clock=clock)
         return timer.measure(forward_backward, steps)
     finally:
         torch.set_num_threads(previous)
