@@ -28,9 +28,9 @@ from loptim.optimizers.registry import is_baseline, label_factory
 from loptim.tasks import get_task
 from loptim.tasks.base import Task
 
-# Until loptim/tasks/suite.py (the suite's own data sets) lands: existing tasks outside every shipped optimizer's
-# meta-training tasks, as a placeholder tier. mobydick-char is a meta-training task of LHOPT: in --quick only,
-# which checks the machinery (2 cheap tasks of 2 modalities) and measures nothing.
+# Until loptim/tasks/suite.py (the suite's own data sets) lands, a placeholder tier of existing tasks (mnist-cnn
+# lies in the MNIST families the Metz and LHOPT optimizers were meta-trained on). mobydick-char, a meta-training
+# task of LHOPT, is in --quick only, which checks the machinery (2 cheap tasks of 2 modalities) and measures nothing.
 _FALLBACK_CORE = ("fashion-mlp", "fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf", "mnist-cnn")
 _FALLBACK_QUICK = ("fashion-mlp", "mobydick-char")
 
