@@ -173,9 +173,9 @@ def _cost(entry: dict[str, Any]) -> str:
     if cost is None:
         return "-"
     if cost["steps"] is None:
-        return f"{cost['runs']} runs, never"
+        return f"{cost['runs']} run{'s' * (cost['runs'] != 1)}, never"
     seconds = "" if cost["seconds"] is None else f", {cost['seconds']:.3g} s"
-    return f"{cost['runs']} runs, {cost['steps']:.0f} steps{seconds}"
+    return f"{cost['runs']} run{'s' * (cost['runs'] != 1)}, {cost['steps']:.0f} steps{seconds}"
 
 
 def format_table(results: dict[str, Any]) -> str:

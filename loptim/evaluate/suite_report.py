@@ -170,8 +170,8 @@ def _x(stats: dict[str, Any], digits: int = 2) -> str:
 def _cost(judged: dict[str, Any]) -> str:
     cost = judged["cost_to_target"]
     if cost["steps"] is None:
-        return f"{cost['runs']} runs, never"
-    return f"{cost['runs']} runs, {cost['steps']:.0f} steps, {cost['seconds']:.3g} s"
+        return f"{cost['runs']} run{'s' * (cost['runs'] != 1)}, never"
+    return f"{cost['runs']} run{'s' * (cost['runs'] != 1)}, {cost['steps']:.0f} steps, {cost['seconds']:.3g} s"
 
 
 def _hyper(hyperparameters: dict[str, Any]) -> str:
