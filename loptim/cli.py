@@ -89,10 +89,9 @@ def cmd_suite(args: argparse.Namespace) -> None:
     if args.lr_points is not None:
         options["lr_points"] = args.lr_points
     config = SuiteConfig.quick_mode(**options) if args.quick else SuiteConfig(**options)
-    results = run_suite(config)
+    run_suite(config)
     print((config.out / "table.md").read_text(), end="")
     print(f"wrote {config.out / 'suite.json'}, {config.out / 'table.md'} and {config.out / 'profile.png'}")
-    del results
 
 
 def cmd_meta_train(args: argparse.Namespace) -> None:

@@ -38,7 +38,9 @@ _FALLBACK_QUICK = ("fashion-mlp", "mobydick-char")
 def _tiers() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
     try:
         module = importlib.import_module("loptim.tasks.suite")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as error:
+        if error.name != "loptim.tasks.suite":
+            raise  # the module exists but something it imports is missing: say so, do not fall back
         return _FALLBACK_CORE, (), _FALLBACK_QUICK, True
     core, large = tuple(module.SUITE_CORE), tuple(module.SUITE_LARGE)
     return core, large, tuple(getattr(module, "SUITE_QUICK", core[:2])), False
