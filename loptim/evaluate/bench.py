@@ -91,7 +91,7 @@ def bench(config: BenchConfig) -> dict[str, Any]:
     # Learned optimizers' runs are never cached: they depend on shipped weights that change between versions.
     # Competitors' runs are, keyed by their package version. No cache holds seconds (evaluate/timing.py).
     cacheable = [j for j in jobs if is_baseline(j.optimizer) or is_competitor(j.optimizer)]
-    fresh = [j for j in jobs if j not in cacheable]
+    fresh = [j for j in jobs if not (is_baseline(j.optimizer) or is_competitor(j.optimizer))]
     bar = tqdm(total=len(jobs), desc=f"bench {task.name}", unit="run", disable=not config.progress, leave=False)
     try:
         workers, threads = config.workers, config.threads_per_worker
