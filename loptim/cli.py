@@ -1,4 +1,4 @@
-"""The `loptim` command: tasks, data, bench (and meta-train once learned optimizers register recipes)."""
+"""The `loptim` command: tasks, data, bench, suite, meta-train."""
 
 from __future__ import annotations
 
@@ -71,6 +71,30 @@ def cmd_bench(args: argparse.Namespace) -> None:
     results = bench(config)
     print(format_table(results))
     print(f"wrote {config.out / 'results.json'} and {config.out / 'curves.png'}")
+
+
+def cmd_suite(args: argparse.Namespace) -> None:
+    from loptim.evaluate.suite import SuiteConfig, command_line, list_rows, run_suite
+
+    if args.list:
+        print(_table([["task", "tier", "modality", "params", "steps"], *list_rows(args.tier)]))
+        return
+    options = {
+        "optimizers": tuple(o.strip() for o in args.optimizers.split(",") if o.strip()),
+        "out": Path(args.out),
+        "tier": args.tier or "core",
+        "workers": args.workers or (os.cpu_count() or 1),
+        "threads_per_worker": args.threads or 1,
+        "command": command_line(args.argv),
+    }
+    if args.steps is not None:
+        options["steps"] = args.steps
+    if args.lr_points is not None:
+        options["lr_points"] = args.lr_points
+    config = SuiteConfig.quick_mode(**options) if args.quick else SuiteConfig(**options)
+    run_suite(config)
+    print((config.out / "table.md").read_text(), end="")
+    print(f"wrote {config.out / 'suite.json'}, {config.out / 'table.md'} and {config.out / 'profile.png'}")
 
 
 def cmd_meta_train(args: argparse.Namespace) -> None:
@@ -174,6 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-cache", action="store_true", help="rerun every tuning configuration")
     bench.set_defaults(func=cmd_bench)
 
+    suite = sub.add_parser("suite", help="every optimizer on the held-out suite (benchmarks/suite/README.md)")
+    suite.add_argument("--list", action="store_true", help="list the suite's tasks and stop")
+    suite.add_argument(
+        "--optimizers",
+        default="adam,adamw,adam-default,schedulefree,prodigy,dadapt,mlp,lhopt",
+        help="comma list (name or name:weights); tuned Adam always, tuned AdamW with lhopt",
+    )
+    suite.add_argument("--out", default="out/suite", help="results, and the run cache that makes a rerun resume")
+    suite.add_argument("--tier", choices=["core", "large"], default=None, help="default: core")
+    suite.add_argument("--quick", action="store_true", help="minutes: 2 tasks, 40 steps, 3 lrs, one seed each")
+    suite.add_argument("--steps", type=int, default=None, help="override every task's default_steps")
+    suite.add_argument("--lr-points", type=int, default=None, help="learning rates per baseline grid (default 7)")
+    suite.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
+    suite.set_defaults(func=cmd_suite)
+
     meta = sub.add_parser("meta-train", help="meta-train a learned optimizer from a named recipe")
     meta.add_argument("optimizer", choices=["lstm", "mlp", "lhopt"])
     meta.add_argument("--recipe", required=True)
@@ -197,9 +236,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+POSITIVE = ("steps", "seeds", "lr_points", "threads", "workers")
+
+
+def check_positive(args: argparse.Namespace) -> str | None:
+    """The first of --steps, --seeds, --lr-points, --threads, --workers given as zero or negative, as a message."""
+    for name in POSITIVE:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            return f"--{name.replace('_', '-')} must be a positive integer, got {value}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    problem = check_positive(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:

@@ -16,7 +16,7 @@ from loptim.optimizers.baselines import BASELINES, baseline_spec
 from loptim.tasks import TASKS
 from loptim.tasks.suite import SUITE_CORE
 
-CURVE_KEYS = {"seed", "step", "train_loss", "valid_step", "valid_loss", "seconds"}
+CURVE_KEYS = {"seed", "step", "train_loss", "valid_step", "valid_loss"}  # schema 2: losses only, no seconds
 ENTRY_KEYS = {
     "hyperparameters",
     "final_train_loss",
@@ -29,6 +29,9 @@ ENTRY_KEYS = {
     "final_loss_ratio",
     "seconds",
     "optimizer_seconds_fraction",
+    "timing",
+    "cost_to_target",
+    "tuning_runs",
     "curves",
 }
 
@@ -60,7 +63,7 @@ def test_bench_quadratic_end_to_end(tmp_path, monkeypatch, capsys):
 
     results = json.loads((out / "results.json").read_text())
     assert load_results(out / "results.json") == results
-    assert results["schema"] == 1 and results["task"] == "quadratic" and results["steps"] == 20
+    assert results["schema"] == 2 and results["task"] == "quadratic" and results["steps"] == 20
     assert results["seeds"] == [0, 1] and results["reference"] == "adam"
     assert list(results["optimizers"]) == ["adam", "sgd"]  # tuned Adam is always included, and first
 
@@ -73,14 +76,17 @@ def test_bench_quadratic_end_to_end(tmp_path, monkeypatch, capsys):
         for c in curves:
             assert CURVE_KEYS <= set(c)
             assert c["step"] == list(range(20)) and len(c["train_loss"]) == 20
-            assert c["valid_step"] == list(range(21)) and len(c["valid_loss"]) == len(c["seconds"]) == 21
-            assert c["seconds"][0] == 0.0 and c["seconds"] == sorted(c["seconds"])
+            assert c["valid_step"] == list(range(21)) and len(c["valid_loss"]) == 21 and "seconds" not in c
             assert all(math.isfinite(v) for v in c["train_loss"] + c["valid_loss"])
         check_stats(entry["final_valid_loss"], [c["valid_loss"][-1] for c in curves])
         check_stats(entry["final_test_loss"], [c["test_loss"] for c in curves])
         check_stats(entry["final_train_loss"], [Curve.from_json(c).final_train_loss() for c in curves])
-        assert entry["seconds"] == pytest.approx(sum(c["seconds"][-1] for c in curves) / 2)
-        assert 0.0 < entry["optimizer_seconds_fraction"] < 1.0
+        timing = entry["timing"]  # measured side by side in this run; a whole run's seconds follow from it
+        assert timing["per_step_ms"] == pytest.approx(timing["forward_backward_ms"] + timing["step_ms"])
+        assert entry["seconds"] == pytest.approx(20 * timing["per_step_ms"] / 1e3)
+        assert entry["optimizer_seconds_fraction"] == pytest.approx(timing["optimizer_share"])
+        assert 0.0 < timing["optimizer_share"] < 1.0
+        assert entry["tuning_runs"] == 3 * 2  # 3 learning rates x 2 seeds
         assert entry["metrics"] == {}
 
     adam, sgd = results["optimizers"]["adam"], results["optimizers"]["sgd"]
@@ -98,11 +104,13 @@ def test_bench_quadratic_end_to_end(tmp_path, monkeypatch, capsys):
 
     cached = list((tmp_path / "cache" / "runs").rglob("*.json"))
     assert len(cached) == 2 * 3 * 2  # 2 baselines x 3 learning rates x 2 seeds
+    assert all("seconds" not in json.loads(path.read_text()) for path in cached)  # the cache keeps losses only
     assert main(bench_args("quadratic", tmp_path / "again")) == 0  # served from the cache: same numbers
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     for name in ("adam", "sgd"):
         first, second = results["optimizers"][name], again["optimizers"][name]
         assert first["hyperparameters"] == second["hyperparameters"] and first["curves"] == second["curves"]
+        assert first["timing"] != second["timing"]  # timed anew in each run, never read from the cache
 
 
 def test_bench_on_mnist_records_accuracy(tmp_path, capsys):

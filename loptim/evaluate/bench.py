@@ -1,4 +1,5 @@
-"""`loptim bench`: tune the named baselines, run the learned optimizers untuned, compare against tuned Adam."""
+"""`loptim bench`: tune the named baselines, run competitors and learned optimizers untuned, compare against tuned
+Adam; per-step seconds are measured side by side after the runs, and tuning is counted in each one's cost."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from typing import Any
 
 from tqdm import tqdm
 
+from loptim.evaluate.cost import cost_ratio, cost_to_target
 from loptim.evaluate.jobs import Job
 from loptim.evaluate.plots import plot_results
 from loptim.evaluate.results import build_results, summarize, versus, write_results
+from loptim.evaluate.speedup import mean_curve
+from loptim.evaluate.timing import time_task
 from loptim.evaluate.tuning import grid_jobs, run_cached, score, select_best
-from loptim.optimizers.registry import check_optimizer_name, is_baseline
+from loptim.optimizers.competitors import is_competitor
+from loptim.optimizers.registry import check_optimizer_label, check_optimizer_name, is_baseline, label_factory
 from loptim.tasks import get_task
 
 REFERENCE = "adam"
@@ -37,6 +42,7 @@ class BenchConfig:
     progress: bool = True
     workers: int = os.cpu_count() or 1
     threads_per_worker: int = 1
+    timing_rounds: int = 5
 
 
 def _has_lhopt(names: Sequence[str]) -> bool:
@@ -55,7 +61,17 @@ def optimizer_order(names: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(ordered))
 
 
+def checked_labels(names: tuple[str, ...]) -> list[str]:
+    """`optimizer_order`, then every label checked before any run: named weights must load and fit the optimizer,
+    a competitor's package must be installed (a grid of hours must not fail at its last run)."""
+    ordered = optimizer_order(names)
+    for label in ordered:
+        check_optimizer_label(label)
+    return ordered
+
+
 def learned_job(task: str, label: str, steps: int, seed: int) -> Job:
+    """A run of an untuned optimizer: a learned one (with its weights, if named) or a competitor."""
     name, _, weights = label.partition(":")
     return Job(task, name, steps, seed, {"weights": weights} if weights else {})
 
@@ -65,16 +81,17 @@ def bench(config: BenchConfig) -> dict[str, Any]:
     task.num_params()  # fail early (missing data) before spawning workers
     steps = config.steps or task.default_steps
     seeds = list(range(config.seeds))
-    names = optimizer_order(config.optimizers)
+    names = checked_labels(config.optimizers)
     jobs: list[Job] = []
     for name in names:
         if is_baseline(name):
             jobs += grid_jobs(name, task.name, steps, seeds, config.schedules, config.lr_points)
-        else:
+        else:  # learned optimizers and competitors run untuned
             jobs += [learned_job(task.name, name, steps, seed) for seed in seeds]
     # Learned optimizers' runs are never cached: they depend on shipped weights that change between versions.
-    cacheable = [j for j in jobs if is_baseline(j.optimizer)]
-    fresh = [j for j in jobs if not is_baseline(j.optimizer)]
+    # Competitors' runs are, keyed by their package version. No cache holds seconds (evaluate/timing.py).
+    cacheable = [j for j in jobs if is_baseline(j.optimizer) or is_competitor(j.optimizer)]
+    fresh = [j for j in jobs if not (is_baseline(j.optimizer) or is_competitor(j.optimizer))]
     bar = tqdm(total=len(jobs), desc=f"bench {task.name}", unit="run", disable=not config.progress, leave=False)
     try:
         workers, threads = config.workers, config.threads_per_worker
@@ -84,19 +101,35 @@ def bench(config: BenchConfig) -> dict[str, Any]:
         bar.close()
     tuned: dict[str, tuple[dict[str, Any], list]] = {}
     grids: dict[str, list[dict]] = {}
+    grid_runs: dict[str, int] = {}
     for name in names:
         if is_baseline(name):
             result = select_best(name, jobs, curves, config.select)
             tuned[name] = (result.hyperparameters, result.curves)
             grids[name] = result.grid
+            grid_runs[name] = sum(1 for j in jobs if j.optimizer == name)
         else:
             tuned[name] = ({}, [curves[learned_job(task.name, name, steps, seed).key()] for seed in seeds])
+            grid_runs[name] = 0
+    # Seconds per step, measured now, side by side in this process, on the same model (never from a cache).
+    factories = {name: label_factory(name, hyper) for name, (hyper, _) in tuned.items()}
+    times = time_task(task, factories, steps, rounds=config.timing_rounds, threads=config.threads_per_worker)
     reference = tuned[REFERENCE][1]
-    entries = {name: summarize(hyper, runs, reference) for name, (hyper, runs) in tuned.items()}
+    entries = {name: summarize(hyper, runs, reference, times, name, REFERENCE) for name, (hyper, runs) in tuned.items()}
+    target = mean_curve(reference).final_loss
+    costs = {
+        name: cost_to_target(mean_curve(runs), target, steps, grid_runs[name], times.per_step(name))
+        for name, (_, runs) in tuned.items()
+    }
+    for name, cost in costs.items():
+        entries[name]["tuning_runs"] = grid_runs[name]
+        entries[name]["cost_to_target"] = cost.to_json()
+        entries[name]["cost_ratio_vs_tuned_adam"] = cost_ratio(costs[REFERENCE], cost)
     if _has_lhopt(names):
         grid = grids[LHOPT_REFERENCE]
         for name, (_, runs) in tuned.items():
-            entries[name].update(versus(runs, tuned[LHOPT_REFERENCE][1], LHOPT_REFERENCE))
+            adamw_runs, adamw_seconds = tuned[LHOPT_REFERENCE][1], times.per_step(LHOPT_REFERENCE)
+            entries[name].update(versus(runs, adamw_runs, LHOPT_REFERENCE, times.per_step(name), adamw_seconds))
             # How many of AdamW's configurations end below this optimizer (0: as good as the best of them).
             mine = score(runs, config.select)
             better = sum(1 for g in grid if g["score"] is not None and g["score"] < mine)
@@ -113,6 +146,7 @@ def bench(config: BenchConfig) -> dict[str, Any]:
         schedules=list(config.schedules),
         lr_points=config.lr_points,
         threads_per_run=config.threads_per_worker,
+        timing={"rounds": times.rounds, "block": times.block, "threads": config.threads_per_worker},
     )
     if config.out is not None:
         config.out.mkdir(parents=True, exist_ok=True)
@@ -134,10 +168,20 @@ def _hyper(hyperparameters: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in hyperparameters.items())
 
 
+def _cost(entry: dict[str, Any]) -> str:
+    cost = entry.get("cost_to_target")  # schema 2 only
+    if cost is None:
+        return "-"
+    if cost["steps"] is None:
+        return f"{cost['runs']} run{'s' * (cost['runs'] != 1)}, never"
+    seconds = "" if cost["seconds"] is None else f", {cost['seconds']:.3g} s"
+    return f"{cost['runs']} run{'s' * (cost['runs'] != 1)}, {cost['steps']:.0f} steps{seconds}"
+
+
 def format_table(results: dict[str, Any]) -> str:
-    """A plain-text table of one bench run, plus each optimizer's final-loss ratios to tuned Adam."""
+    """A plain-text table of one bench run (schema 1 or 2), plus each optimizer's final-loss ratios to tuned Adam."""
     header = ["optimizer", "tuned hyperparameters", "final train*", "final valid", "final test", "speedup",
-              "wall speedup", "seconds", "opt share"]  # fmt: skip
+              "wall speedup", "ms/step", "opt share", "cost to target (tuning incl.)"]  # fmt: skip
     versus_adamw = f"speedup_vs_tuned_{LHOPT_REFERENCE}" in next(iter(results["optimizers"].values()))
     if versus_adamw:
         header += ["vs AdamW", "wall vs AdamW"]
@@ -149,17 +193,24 @@ def format_table(results: dict[str, Any]) -> str:
                 _num(e[f"speedup_vs_tuned_{LHOPT_REFERENCE}"]),
                 _num(e[f"wallclock_speedup_vs_tuned_{LHOPT_REFERENCE}"]),
             ]
+        timing = e.get("timing")
+        if timing is not None:
+            per_step = f"{timing['per_step_ms']:.2f}"
+        else:  # schema 1: seconds recorded during the runs
+            per_step = f"{1e3 * e['seconds'] / max(results['steps'], 1):.2f}"
+        share = e["optimizer_seconds_fraction"]
         rows.append(
             [
                 name,
-                _hyper(e["hyperparameters"]) or "(shipped weights, untuned)",
+                _hyper(e["hyperparameters"]) or "(untuned)",
                 _fmt(e["final_train_loss"]),
                 _fmt(e["final_valid_loss"]),
                 _fmt(e["final_test_loss"]),
                 _num(e["speedup_vs_tuned_adam"]),
                 _num(e["wallclock_speedup_vs_tuned_adam"]),
-                f"{e['seconds']:.2f}",
-                f"{100 * e['optimizer_seconds_fraction']:.0f}%",
+                per_step,
+                "-" if share is None else f"{100 * share:.0f}%",
+                _cost(e),
                 *extra,
             ]
         )
@@ -171,10 +222,18 @@ def format_table(results: dict[str, Any]) -> str:
         f"{results['select']} loss over {results['lr_points']} learning rates x schedules "
         f"{','.join(results['schedules'])}; {results['threads_per_run']} thread(s) per run"
     )
+    timed = results.get("timing")
     lines.append(
         "* final train = mean minibatch training loss over the last 10% of steps; speedup = tuned Adam's steps "
         "(or training seconds) to reach its final mean validation loss / the optimizer's; 'never' = not reached"
     )
+    if timed is not None:
+        lines.append(
+            f"ms/step = forward+backward + step(), measured side by side in this run ({timed['rounds']} rounds of "
+            f"{timed['block']} steps, medians, {timed['threads']} thread); wall speedup and seconds use it; cost to "
+            "target = every run of a tuned baseline's grid (full length) + the winner's steps to tuned Adam's final "
+            "loss; 1 run for an untuned optimizer"
+        )
     ref = results["optimizers"][REFERENCE]
     for name, e in results["optimizers"].items():
         if name == REFERENCE:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,10 +16,11 @@ OptimizerFactory = Callable[..., Any]
 
 @dataclass
 class Curve:
-    """One run: train loss per step, validation loss at `valid_step`, cumulative training seconds there.
+    """One run: train loss per step, validation loss at `valid_step`, test loss and metrics at the end.
 
-    `seconds[i]` counts forward, backward and optimizer time up to `valid_step[i]` (validation excluded).
-    A run whose loss turns NaN/inf is stopped and its remaining records are `inf` (`diverged` is True).
+    A run whose loss turns NaN/inf is stopped and its remaining records are `inf` (`diverged` is True). Runs record
+    losses only: seconds come from `evaluate/timing.py`, measured side by side in the run that reports them.
+    `seconds` and `optimizer_seconds` are kept only to read schema-1 results, which recorded them per run.
     """
 
     seed: int
@@ -41,6 +41,10 @@ class Curve:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def losses_json(self) -> dict[str, Any]:
+        """The curve without any seconds: what the run cache and schema-2 results keep."""
+        return {k: v for k, v in asdict(self).items() if k not in ("seconds", "optimizer_seconds")}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Curve:
@@ -74,24 +78,27 @@ def run_one(
     optimizer = factory(list(params.values()), total_steps=steps)
     wants_loss = getattr(optimizer, "wants_loss", False)
     observes_validation = hasattr(optimizer, "observe_validation")
+    # Schedule-free optimizers validate at their averaged point: eval() before every evaluation, train() after.
+    switches_mode = callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
     curve = Curve(seed=seed)
     valid_at = set(validation_steps(steps))
     batches = task.batches("train", batch_gen)
-    elapsed = 0.0
 
     def validate(step: int) -> None:
+        if switches_mode:
+            optimizer.eval()
         loss = task.evaluate(params, "valid", metrics=False)["loss"] if not curve.diverged else math.inf
+        if switches_mode:
+            optimizer.train()
         loss = loss if math.isfinite(loss) else math.inf
         curve.valid_step.append(step)
         curve.valid_loss.append(loss)
-        curve.seconds.append(elapsed)
         if observes_validation and math.isfinite(loss):
             optimizer.observe_validation(loss)
 
     validate(0)
     for step in range(steps):
         batch = next(batches)
-        start = time.perf_counter()
         if not curve.diverged:
             loss = task.loss(params, batch)
             if not torch.isfinite(loss):
@@ -102,20 +109,18 @@ def run_one(
         else:
             optimizer.zero_grad()
             loss.backward()
-            opt_start = time.perf_counter()
             if wants_loss:
                 optimizer.step(loss=loss.detach())
             else:
                 optimizer.step()
-            now = time.perf_counter()
-            curve.optimizer_seconds += now - opt_start
-            elapsed += now - start
             curve.step.append(step)
             curve.train_loss.append(float(loss.detach()))
             if observer is not None:
                 observer(step + 1, optimizer)
         if step + 1 in valid_at:
             validate(step + 1)
+    if switches_mode:
+        optimizer.eval()  # the model a schedule-free run delivers is its averaged point
     if curve.diverged:
         curve.test_loss = math.inf
     else:

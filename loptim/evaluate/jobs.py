@@ -8,6 +8,9 @@ side do about 4x the work of one run on two threads (DESIGN.md, performance fact
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -54,11 +57,43 @@ def execute(job: Job, threads: int | None = None) -> Curve:
 
 def _factory(job: Job):
     from loptim.optimizers.baselines import make_baseline
+    from loptim.optimizers.competitors import is_competitor, make_competitor
     from loptim.optimizers.registry import is_baseline, learned_factory
 
     if is_baseline(job.optimizer):
         return make_baseline(job.optimizer, **job.hyperparameters)
+    if is_competitor(job.optimizer):
+        return make_competitor(job.optimizer)
     return learned_factory(job.optimizer, **job.hyperparameters)
+
+
+PARENT_POLL_SECONDS = 0.5
+
+
+def exit_with_parent(parent_pid: int, poll_seconds: float = PARENT_POLL_SECONDS) -> threading.Thread:
+    """Start a daemon thread that ends this process as soon as `parent_pid` is no longer its parent.
+
+    A killed parent (kill -9 of `loptim bench`) cannot shut its pool down; its workers are then re-parented,
+    which this notices within `poll_seconds`. Portable, unlike prctl(PR_SET_PDEATHSIG), which also fires when the
+    parent's spawning thread (not the process) exits.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A spawn pool whose workers exit when this process dies, however it dies."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)
+    )
 
 
 def _execute_json(job: Job, threads: int) -> dict:
@@ -80,8 +115,7 @@ def run_jobs(
                 on_done(job, curve)
             curves.append(curve)
         return curves
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with worker_pool(workers) as pool:
         futures = [pool.submit(_execute_json, job, threads or 1) for job in jobs]
         curves = []
         for job, future in zip(jobs, futures):

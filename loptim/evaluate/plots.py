@@ -16,7 +16,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_results(results: dict[str, Any], path: Path) -> None:
-    """Draw every optimizer of a results dict (schema 1) into one three-panel PNG."""
+    """Draw every optimizer of a results dict (schema 1 or 2) into one three-panel PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +33,10 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
         (line,) = axes[0].plot(steps, train.mean(0), label=label)
         valid = np.array([[np.inf if v is None else v for v in c["valid_loss"]] for c in curves], dtype=float)
         valid_step = np.array(curves[0]["valid_step"])
-        seconds = np.array([c["seconds"] for c in curves], dtype=float).mean(0)
+        if entry.get("timing") is not None:  # schema 2: steps x seconds per step measured side by side
+            seconds = valid_step * entry["timing"]["per_step_ms"] / 1e3
+        else:  # schema 1: seconds recorded during the runs
+            seconds = np.array([c["seconds"] for c in curves], dtype=float).mean(0)
         mean, std = valid.mean(0), valid.std(0)
         for ax, x in ((axes[1], valid_step), (axes[2], seconds)):
             ax.plot(x, mean, color=line.get_color())

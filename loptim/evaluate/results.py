@@ -1,4 +1,9 @@
-"""results.json (schema version 1, DESIGN.md): per-optimizer finals, speedups and per-seed curves."""
+"""results.json: per-optimizer finals, speedups, measured per-step times, tuning-inclusive cost, per-seed curves.
+
+Schema 2 (this code) differs from schema 1 (DESIGN.md) in where seconds come from: curves hold losses only, each
+entry has `timing` (forward+backward and step() milliseconds measured side by side in the run that wrote the file)
+and `cost_to_target`; `seconds` is a whole run's steps x measured seconds per step. Schema-1 files stay readable.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,11 @@ import numpy as np
 
 from loptim.evaluate.harness import Curve
 from loptim.evaluate.speedup import mean_curve, speedup
+from loptim.evaluate.timing import StepTimes
 from loptim.evaluate.tuning import atomic_write_text
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 
 
 def _finite(value: float) -> float | None:
@@ -39,12 +46,21 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def summarize(hyperparameters: dict[str, Any], curves: Sequence[Curve], reference: Sequence[Curve]) -> dict[str, Any]:
-    """One optimizer's entry: final losses (mean/std over seeds), metrics, speedups vs the reference curves."""
-    result = speedup(mean_curve(reference), mean_curve(curves))
-    total_seconds = [c.seconds[-1] for c in curves]
-    optimizer_seconds = [c.optimizer_seconds for c in curves]
+def summarize(
+    hyperparameters: dict[str, Any],
+    curves: Sequence[Curve],
+    reference: Sequence[Curve],
+    times: StepTimes | None = None,
+    label: str | None = None,
+    reference_label: str = "adam",
+) -> dict[str, Any]:
+    """One optimizer's entry: final losses (mean/std over seeds), metrics, speedups vs the reference curves; with
+    `times`, seconds are steps x the per-step times measured side by side for `label` and `reference_label`."""
+    step_seconds = times.per_step(label) if times is not None else None
+    reference_seconds = times.per_step(reference_label) if times is not None else None
+    result = speedup(mean_curve(reference), mean_curve(curves), reference_seconds, step_seconds)
     metric_names = sorted({k for c in curves for k in c.metrics})
+    steps = len(curves[0].step)
     return {
         "hyperparameters": hyperparameters,
         "final_train_loss": _stats([c.final_train_loss() for c in curves]),
@@ -55,17 +71,24 @@ def summarize(hyperparameters: dict[str, Any], curves: Sequence[Curve], referenc
         "wallclock_speedup_vs_tuned_adam": _finite(result.wallclock),
         "reached": result.reached,
         "final_loss_ratio": _finite(result.final_loss_ratio),
-        "seconds": float(np.mean(total_seconds)),
-        "optimizer_seconds_fraction": float(np.sum(optimizer_seconds) / max(np.sum(total_seconds), 1e-12)),
+        "timing": times.to_json(label) if times is not None else None,
+        "seconds": steps * step_seconds if step_seconds is not None else None,
+        "optimizer_seconds_fraction": times.optimizer_share(label) if times is not None else None,
         "diverged_seeds": sum(c.diverged for c in curves),
-        "curves": [_clean(c.to_json()) for c in curves],
+        "curves": [_clean(c.losses_json()) for c in curves],
     }
 
 
-def versus(curves: Sequence[Curve], reference: Sequence[Curve], label: str) -> dict[str, Any]:
+def versus(
+    curves: Sequence[Curve],
+    reference: Sequence[Curve],
+    label: str,
+    step_seconds: float | None = None,
+    reference_step_seconds: float | None = None,
+) -> dict[str, Any]:
     """Speedups over another tuned reference (LHOPT's is AdamW): `speedup_vs_tuned_<label>`, its wall-clock
     twin, `reached_tuned_<label>` and `final_loss_ratio_vs_tuned_<label>`, defined as for tuned Adam."""
-    result = speedup(mean_curve(reference), mean_curve(curves))
+    result = speedup(mean_curve(reference), mean_curve(curves), reference_step_seconds, step_seconds)
     return {
         f"speedup_vs_tuned_{label}": _finite(result.steps),
         f"wallclock_speedup_vs_tuned_{label}": _finite(result.wallclock),
@@ -93,7 +116,8 @@ def write_results(path: Path, results: dict[str, Any]) -> None:
 
 
 def load_results(path: Path) -> dict[str, Any]:
+    """A results file of any readable schema (1 or 2); its `schema` says which fields it has."""
     data = json.loads(Path(path).read_text())
-    if data.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: results schema {data.get('schema')} is not {SCHEMA}")
+    if data.get("schema") not in READABLE_SCHEMAS:
+        raise ValueError(f"{path}: results schema {data.get('schema')} is not one of {READABLE_SCHEMAS}")
     return data

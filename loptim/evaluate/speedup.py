@@ -13,7 +13,7 @@ from loptim.evaluate.harness import Curve
 
 @dataclass(frozen=True)
 class MeanCurve:
-    """Validation loss and cumulative training seconds averaged over seeds at shared validation steps."""
+    """Validation loss (and, for schema-1 curves only, cumulative seconds) averaged over seeds at shared steps."""
 
     valid_step: np.ndarray
     valid_loss: np.ndarray
@@ -31,8 +31,11 @@ def mean_curve(curves: Sequence[Curve]) -> MeanCurve:
         if curve.valid_step != steps:
             raise ValueError("curves were validated at different steps; run them with the same number of steps")
     losses = np.array([c.valid_loss for c in curves], dtype=float)
-    seconds = np.array([c.seconds for c in curves], dtype=float)
-    return MeanCurve(np.array(steps, dtype=float), losses.mean(axis=0), seconds.mean(axis=0))
+    if all(len(c.seconds) == len(steps) for c in curves):
+        seconds = np.array([c.seconds for c in curves], dtype=float).mean(axis=0)
+    else:
+        seconds = np.array([], dtype=float)  # losses-only curves: seconds come from measured per-step times
+    return MeanCurve(np.array(steps, dtype=float), losses.mean(axis=0), seconds)
 
 
 def first_reach(x: np.ndarray, losses: np.ndarray, target: float) -> float | None:
@@ -68,13 +71,28 @@ def _ratio(reference: float | None, candidate: float | None) -> float | None:
     return reference / candidate
 
 
-def speedup(reference: MeanCurve, candidate: MeanCurve) -> Speedup:
-    """Speedup = reference steps to L* / candidate steps to L*, L* = the reference's final mean validation loss."""
+def speedup(
+    reference: MeanCurve,
+    candidate: MeanCurve,
+    reference_step_seconds: float | None = None,
+    candidate_step_seconds: float | None = None,
+) -> Speedup:
+    """Speedup = reference steps to L* / candidate steps to L*, L* = the reference's final mean validation loss.
+
+    The wall-clock speedup is steps to L* times each one's seconds per step (forward+backward + step(), measured
+    side by side: evaluate/timing.py); without them, the curves' own seconds (schema-1 curves) are used.
+    """
     target = reference.final_loss
     ref_steps = first_reach(reference.valid_step, reference.valid_loss, target)
     cand_steps = first_reach(candidate.valid_step, candidate.valid_loss, target)
-    ref_seconds = first_reach(reference.seconds, reference.valid_loss, target)
-    cand_seconds = first_reach(candidate.seconds, candidate.valid_loss, target)
+    if reference_step_seconds is not None and candidate_step_seconds is not None:
+        ref_seconds = None if ref_steps is None else ref_steps * reference_step_seconds
+        cand_seconds = None if cand_steps is None else cand_steps * candidate_step_seconds
+    elif reference.seconds.size and candidate.seconds.size:
+        ref_seconds = first_reach(reference.seconds, reference.valid_loss, target)
+        cand_seconds = first_reach(candidate.seconds, candidate.valid_loss, target)
+    else:
+        ref_seconds = cand_seconds = None
     ratio = candidate.final_loss / target if target != 0 else math.inf
     return Speedup(
         target=target,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -13,10 +15,11 @@ from pathlib import Path
 from loptim.evaluate.harness import Curve
 from loptim.evaluate.jobs import Job, run_jobs
 from loptim.evaluate.speedup import mean_curve
-from loptim.optimizers.baselines import baseline_spec
+from loptim.optimizers.baselines import BASELINES, baseline_spec
+from loptim.optimizers.competitors import competitor_spec, is_competitor
 from loptim.tasks.data.paths import cache_dir
 
-CACHE_VERSION = 1  # bump when a change to tasks or the harness invalidates cached curves
+CACHE_VERSION = 1  # bump when a change to tasks or the harness invalidates cached curves (losses, not seconds)
 SELECT = ("valid", "train")
 
 
@@ -36,27 +39,52 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def cache_path(job: Job) -> Path:
-    """Where a baseline run's curve is cached: keyed by task, optimizer, hyperparameters, steps and seed."""
+def _weights_digest(job: Job) -> str:
+    """The first 12 hex digits of the SHA-256 of the weights file a learned optimizer's job runs with."""
+    from loptim.optimizers import LEARNED
+    from loptim.pretrained import resolve
+
+    weights = job.hyperparameters.get("weights")
+    if not weights:
+        weights = inspect.signature(LEARNED.factory(job.optimizer)).parameters["weights"].default
+    return hashlib.sha256(resolve(weights).read_bytes()).hexdigest()[:12]
+
+
+def _optimizer_dir(job: Job) -> str:
+    """Runs are keyed by what else decides them: a competitor's installed package version, a learned optimizer's
+    weights (their digest: retrained weights under the same name are new runs)."""
+    if job.optimizer in BASELINES:
+        return job.optimizer
+    if is_competitor(job.optimizer):
+        return f"{job.optimizer}@{competitor_spec(job.optimizer).installed_version()}"
+    return f"{job.optimizer}@{_weights_digest(job)}"
+
+
+def cache_path(job: Job, root: Path | None = None) -> Path:
+    """Where a run's curve is cached: keyed by task, optimizer, hyperparameters, steps and seed."""
     items = sorted(job.hyperparameters.items())
-    hyper = "-".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
-    name = f"{hyper}-steps={job.steps}-seed={job.seed}.json"
-    return cache_dir() / "runs" / f"tuning-v{CACHE_VERSION}" / job.task / job.optimizer / name
+    hyper = "-".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in items) or "defaults"
+    name = f"{hyper}-steps={job.steps}-seed={job.seed}.json".replace("/", "%")
+    root = root if root is not None else cache_dir() / "runs" / f"tuning-v{CACHE_VERSION}"
+    return root / job.task / _optimizer_dir(job) / name
 
 
-def read_cached(job: Job) -> Curve | None:
-    path = cache_path(job)
+def read_cached(job: Job, root: Path | None = None) -> Curve | None:
+    """A cached curve, losses only: seconds that older entries recorded are dropped, never reported."""
+    path = cache_path(job, root)
     if not path.exists():
         return None
     try:
-        return Curve.from_json(json.loads(path.read_text()))
+        curve = Curve.from_json(json.loads(path.read_text()))
     except (ValueError, TypeError):
         path.unlink(missing_ok=True)  # a corrupt cache entry is recomputed
         return None
+    curve.seconds, curve.optimizer_seconds = [], 0.0
+    return curve
 
 
-def write_cached(job: Job, curve: Curve) -> None:
-    atomic_write_text(cache_path(job), json.dumps(curve.to_json()))
+def write_cached(job: Job, curve: Curve, root: Path | None = None) -> None:
+    atomic_write_text(cache_path(job, root), json.dumps(curve.losses_json()))
 
 
 def run_cached(
@@ -65,12 +93,14 @@ def run_cached(
     threads: int | None = None,
     use_cache: bool = True,
     progress: Callable[[], None] | None = None,
+    root: Path | None = None,
 ) -> dict[tuple, Curve]:
-    """Curves of `jobs` by job key: cached ones read back, the rest run (and cached as each finishes)."""
+    """Curves of `jobs` by job key: cached ones read back, the rest run (and cached as each finishes); `root`
+    puts the cache elsewhere than $LOPTIM_CACHE/runs (a suite keeps its own, in its output folder)."""
     results: dict[tuple, Curve] = {}
     todo = []
     for job in jobs:
-        curve = read_cached(job) if use_cache else None
+        curve = read_cached(job, root) if use_cache else None
         if curve is None:
             todo.append(job)
         else:
@@ -80,7 +110,7 @@ def run_cached(
 
     def done(job: Job, curve: Curve) -> None:
         if use_cache:
-            write_cached(job, curve)
+            write_cached(job, curve, root)
         results[job.key()] = curve
         if progress is not None:
             progress()
