@@ -30,6 +30,7 @@ from loptim.optimizers.mlp import MLPOptimizerNet, generalist_config
 from loptim.tasks import get_task
 from loptim.tasks.augment import MixtureFamily
 from loptim.tasks.base import Task, log_uniform_int
+from loptim.tasks.partition import check_meta_trainable
 
 
 class GeneralistTrainer(OuterTrainer):
@@ -52,7 +53,7 @@ class GeneralistTrainer(OuterTrainer):
 
     def _start(self, slot: int) -> PESRun:
         task_seed = derive_seed(self.recipe.seed, self.epoch, slot, 1)
-        task = self.family.sample(torch.Generator().manual_seed(task_seed))
+        task = check_meta_trainable(self.family.sample(torch.Generator().manual_seed(task_seed)))
         length = log_uniform_int(torch.Generator().manual_seed(task_seed + 1), *self.recipe.inner_steps)
         unroll = start_seeded_unroll(task, self.net, length, task_seed)
         with torch.no_grad():
@@ -92,7 +93,9 @@ class GeneralistTrainer(OuterTrainer):
             task = get_task(name)
             learned = final_valid_loss(self.net, meta, task, task.default_steps, EVAL_SEED_BASE)
             scores.append(math.log(learned / adam_reference(name, EVAL_SEED_BASE)))
-        return sum(scores) / len(scores)
+        score = sum(scores) / len(scores)
+        self._log({"epoch": self.epoch, "eval_score": score, **dict(zip(self.recipe.eval_tasks, scores))})
+        return score
 
     def postfix(self, record: dict[str, float]) -> dict[str, str]:
         return {"meta_loss": f"{record['meta_loss']:.3f}", "best": f"{self.best_score:.4f}"}

@@ -79,7 +79,8 @@ class PES(SampledEstimator):
             )
         plus_score, minus_score = float(plus), float(minus)
         if self.normalize:
-            plus_score, minus_score = normalized(plus_score, run.initial_loss), normalized(minus_score, run.initial_loss)
+            initial = run.initial_loss
+            plus_score, minus_score = normalized(plus_score, initial), normalized(minus_score, initial)
         scale = (plus_score - minus_score) / (2 * self.sigma**2)
         grads = [{k: scale * v for k, v in accumulated.items()}]
         return Sample(seed, plus_score, minus_score, grads), PESRun(plus_end, minus_end, accumulated, run.initial_loss)

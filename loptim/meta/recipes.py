@@ -140,7 +140,14 @@ class GeneralistRecipe:
     """PES meta-training of the generalist design (docs/generalist.md), sized for CPU cores."""
 
     name: str
-    families: tuple[tuple[str, float], ...] = (("mnist-mix", 2.0), ("char-lm", 1.0), ("noisy-quadratic", 0.5))
+    # Meta-train data only (loptim/tasks/partition.py): tiny images, texts, tables and series, MNIST MLPs/CNNs,
+    # Moby-Dick transformers and noisy quadratics.
+    families: tuple[tuple[str, float], ...] = (
+        ("tiny-mixed", 4.0),
+        ("mnist-mix", 1.0),
+        ("char-lm", 1.0),
+        ("noisy-quadratic", 0.5),
+    )
     augment: float = 0.5  # probability of a reparameterized task (Celo)
     log10_scales: tuple[float, float] = (-1.0, 1.0)  # Celo: -3..3; narrowed while the design cannot see 1e3x
     inner_steps: tuple[int, int] = (100, 1000)  # whole runs, log-uniform
@@ -152,7 +159,7 @@ class GeneralistRecipe:
     meta_beta1: float = 0.9
     clip_norm: float = 10.0
     eval_every: int = 100
-    eval_tasks: tuple[str, ...] = ("mnist-mlp-relu", "mnist-cnn", "mobydick-char")
+    eval_tasks: tuple[str, ...] = ("spam-gru", "doctor-contacts-mlp")  # meta-valid data (tasks.suite.META_VALID_TASKS)
     seed: int = 0
     mlp: MLPConfig = field(default_factory=generalist_config)
 

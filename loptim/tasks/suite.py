@@ -51,6 +51,9 @@ SUITE_CORE: tuple[str, ...] = (
     "fsdd-cnn",
 )
 
+# `loptim suite --quick` (and CI): two core tasks of seconds per run, two modalities.
+SUITE_QUICK: tuple[str, ...] = ("fashion-mlp-relu", "movielens-gmf")
+
 # 1M+ parameters and 2,000+ steps: minutes to hours per run on 2 cores, run across sessions from the cache.
 _LARGE: dict[str, Callable[[], Task]] = {
     "shakespeare-char-large": lambda: CharLMTask(
