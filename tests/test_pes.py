@@ -20,7 +20,7 @@ class DriftOptimizer:
     def init_state(self, params):
         return {}
 
-    def update(self, meta_params, state, params, grads, *, step=0, total_steps=0):
+    def update(self, meta_params, state, params, grads, **options):
         return {"x": params["x"] + meta_params["theta"]}, state
 
 

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from loptim.meta.es import Params, combine_moments, mean_and_variance, sample_perturbations
 from loptim.meta.unroll import L2L_OBJECTIVE, METZ_OBJECTIVE, MetaObjective, Truncation, UnrollState, run_truncation
+from loptim.optimizers.core import LearnedOptimizerCore
 
 
 @dataclass
@@ -37,7 +38,12 @@ def perturbed_leaves(meta_params: Params, shift: Params | None = None, sign: flo
 
 
 def backprop_truncation(
-    lopt: Any, leaves: Params, unroll: UnrollState, truncation: Truncation, objective: MetaObjective, second_order: bool
+    lopt: LearnedOptimizerCore,
+    leaves: Params,
+    unroll: UnrollState,
+    truncation: Truncation,
+    objective: MetaObjective,
+    second_order: bool,
 ) -> tuple[Tensor, Params, UnrollState]:
     """(meta-loss, its gradient in `leaves`, end state) of one truncation."""
     loss, end = run_truncation(lopt, leaves, unroll, truncation, objective, second_order)
@@ -84,7 +90,7 @@ def draw_seeds(generator: torch.Generator | None, count: int) -> list[int]:
 
 def estimate_samples(
     estimator: Any,
-    lopt: Any,
+    lopt: LearnedOptimizerCore,
     meta_params: Params,
     unrolls: list[UnrollState],
     truncations: list[Truncation],
@@ -110,7 +116,7 @@ class SampledEstimator:
 
     def estimate(
         self,
-        lopt: Any,
+        lopt: LearnedOptimizerCore,
         meta_params: Params,
         unrolls: list[UnrollState],
         truncations: list[Truncation],
@@ -128,7 +134,7 @@ class TruncatedBackprop(SampledEstimator):
     second_order: bool = False
 
     def sample(
-        self, lopt: Any, meta_params: Params, unroll: UnrollState, truncation: Truncation, seed: int
+        self, lopt: LearnedOptimizerCore, meta_params: Params, unroll: UnrollState, truncation: Truncation, seed: int
     ) -> tuple[Sample, UnrollState]:
         loss, grads, end = backprop_truncation(
             lopt, perturbed_leaves(meta_params), unroll, truncation, self.objective, self.second_order
@@ -158,7 +164,7 @@ class SmoothedEstimator(SampledEstimator):
     second_order: bool = True
 
     def sample(
-        self, lopt: Any, meta_params: Params, unroll: UnrollState, truncation: Truncation, seed: int
+        self, lopt: LearnedOptimizerCore, meta_params: Params, unroll: UnrollState, truncation: Truncation, seed: int
     ) -> tuple[Sample, UnrollState]:
         """The antithetic pair of one inner run; ES keeps only the two meta-losses (eps is regenerated from seed)."""
         eps = perturbation(meta_params, self.sigma, seed)

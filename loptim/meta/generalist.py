@@ -26,6 +26,7 @@ from loptim.meta.pes import PES, PESRun, start_run
 from loptim.meta.recipes import GeneralistRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, OuterTrainer, derive_seed
 from loptim.meta.unroll import _stream, draw_truncation, run_truncation, start_seeded_unroll
+from loptim.optimizers.core import LearnedOptimizerCore
 from loptim.optimizers.mlp import MLPOptimizerNet, generalist_config
 from loptim.tasks import get_task
 from loptim.tasks.augment import MixtureFamily
@@ -134,7 +135,9 @@ class GeneralistTrainer(OuterTrainer):
         }
 
 
-def final_valid_loss(net: Any, meta: dict[str, torch.Tensor], task: Task, steps: int, seed: int) -> float:
+def final_valid_loss(
+    net: LearnedOptimizerCore, meta: dict[str, torch.Tensor], task: Task, steps: int, seed: int
+) -> float:
     """Train `task` for `steps` with the learned optimizer; its final validation loss (10x the initial if it
     diverged)."""
     unroll = start_seeded_unroll(task, net, steps, seed)

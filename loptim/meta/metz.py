@@ -21,6 +21,7 @@ from loptim.meta.estimators import SmoothedEstimator, estimate_samples
 from loptim.meta.recipes import MetzRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, OuterTrainer, derive_seed
 from loptim.meta.unroll import MetaObjective, UnrollState, draw_truncation, run_truncation, start_seeded_unroll
+from loptim.optimizers.core import LearnedOptimizerCore
 from loptim.optimizers.mlp import MLPOptimizerNet
 from loptim.tasks import get_family
 from loptim.tasks.base import Task, log_uniform_int
@@ -132,7 +133,7 @@ class MetzTrainer(OuterTrainer):
         }
 
 
-def final_valid_loss(net: Any, meta: dict[str, Tensor], task: Task, steps: int, seed: int) -> float:
+def final_valid_loss(net: LearnedOptimizerCore, meta: dict[str, Tensor], task: Task, steps: int, seed: int) -> float:
     """Train `task` for `steps` with the learned optimizer (no meta-graph); its validation loss, capped."""
     unroll = start_seeded_unroll(task, net, steps, seed)
     with torch.no_grad():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,6 +19,7 @@ from torch import Tensor
 from loptim.meta.es import Params, mean_and_variance
 from loptim.meta.estimators import Sample, SampledEstimator, perturbation
 from loptim.meta.unroll import MetaObjective, Truncation, UnrollState, run_truncation
+from loptim.optimizers.core import LearnedOptimizerCore
 
 DIVERGED_LOG_RATIO = math.log(10.0)  # a truncation whose loss is not finite scores as 10x its run's initial loss
 
@@ -68,7 +68,7 @@ class PES(SampledEstimator):
     normalize: bool = True  # score log(loss / the run's initial loss); False: the raw meta-loss
 
     def sample(
-        self, lopt: Any, meta_params: Params, run: PESRun, truncation: Truncation, seed: int
+        self, lopt: LearnedOptimizerCore, meta_params: Params, run: PESRun, truncation: Truncation, seed: int
     ) -> tuple[Sample, PESRun]:
         eps = perturbation(meta_params, self.sigma, seed)
         accumulated = {k: run.accumulated[k] + eps[k] for k in meta_params}

@@ -27,6 +27,7 @@ from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
 from loptim.meta.estimators import TruncatedBackprop, estimate_samples
 from loptim.meta.recipes import L2LRecipe
 from loptim.meta.unroll import draw_truncation, start_unroll
+from loptim.optimizers.core import LearnedOptimizerCore
 from loptim.optimizers.lstm import LSTMOptimizerNet
 from loptim.pretrained import save_learned
 from loptim.tasks import get_task
@@ -41,7 +42,9 @@ def epoch_seed(recipe_seed: int, epoch: int) -> int:
     return (recipe_seed * 1_000_003 + epoch) * 7 + 12_345
 
 
-def rollout(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int) -> tuple[float, dict]:
+def rollout(
+    net: LearnedOptimizerCore, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int
+) -> tuple[float, dict]:
     """Train a fresh `task` with the learned optimizer: (mean minibatch loss over the last 10% of steps, params);
     inf if the run diverges."""
     unroll = start_unroll(task, net, steps, seed)
@@ -55,7 +58,7 @@ def rollout(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, se
             return math.inf, params
         with torch.no_grad():
             params, state = net.update(meta_params, state, params, dict(zip(params, grads)), step=step,
-                                       total_steps=steps)  # fmt: skip
+                                       total_steps=steps, differentiable=False)  # fmt: skip
     tail = losses[-max(1, steps // 10) :]
     return sum(tail) / len(tail), params
 
@@ -73,7 +76,9 @@ def task_seed(recipe_seed: int, epoch: int, index: int) -> int:
     return epoch_seed(recipe_seed, epoch) + index * 2**32
 
 
-def rollout_train_loss(net: Any, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int) -> float:
+def rollout_train_loss(
+    net: LearnedOptimizerCore, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int
+) -> float:
     return rollout(net, meta_params, task, steps, seed)[0]
 
 

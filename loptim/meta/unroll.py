@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from loptim.optimizers.core import LearnedOptimizerCore
 from loptim.tasks.base import Task
 
 
@@ -35,7 +36,9 @@ class UnrollState:
         return self.step >= self.total_steps
 
 
-def start_unroll(task: Task, lopt: Any, total_steps: int, seed: int, with_valid: bool = False) -> UnrollState:
+def start_unroll(
+    task: Task, lopt: LearnedOptimizerCore, total_steps: int, seed: int, with_valid: bool = False
+) -> UnrollState:
     """A fresh inner run of `task`: parameters and train (and valid) batch streams all derived from `seed`."""
     params = task.init(torch.Generator().manual_seed(seed))
     batches = task.batches("train", torch.Generator().manual_seed(seed + 1))
@@ -43,7 +46,7 @@ def start_unroll(task: Task, lopt: Any, total_steps: int, seed: int, with_valid:
     return UnrollState(task, params, lopt.init_state(params), 0, total_steps, batches, valid, seed)
 
 
-def start_seeded_unroll(task: Task, lopt: Any, total_steps: int, seed: int) -> UnrollState:
+def start_seeded_unroll(task: Task, lopt: LearnedOptimizerCore, total_steps: int, seed: int) -> UnrollState:
     """A fresh inner run whose batches are drawn per truncation from (seed, step): resumable from its data alone."""
     params = task.init(torch.Generator().manual_seed(seed))
     return UnrollState(task, params, lopt.init_state(params), 0, total_steps, seed=seed)
@@ -101,7 +104,7 @@ METZ_OBJECTIVE = MetaObjective("valid", 10.0, "mean")
 
 
 def run_truncation(
-    lopt: Any,
+    lopt: LearnedOptimizerCore,
     meta_params: dict[str, Tensor],
     unroll: UnrollState,
     truncation: Truncation,
@@ -115,7 +118,7 @@ def run_truncation(
     flows through it too (the full unrolled computation graph Metz et al. 2019 analyse, Sec. 2). The inner
     optimizer only ever receives gradients of train batches.
     """
-    differentiable = torch.is_grad_enabled()
+    differentiable = torch.is_grad_enabled()  # callers choose: backprop estimators enable grad, ES/PES disable it
     params = {k: v.detach().requires_grad_(True) for k, v in unroll.params.items()}
     state, step = unroll.opt_state, unroll.step
     total, count = torch.zeros(()), 0
@@ -131,7 +134,7 @@ def run_truncation(
         if objective.split == "train":
             total, count = add(loss if differentiable else loss.detach()), count + 1
         params, state = lopt.update(meta_params, state, params, dict(zip(params, grads)), step=step,
-                                    total_steps=unroll.total_steps)  # fmt: skip
+                                    total_steps=unroll.total_steps, differentiable=differentiable)  # fmt: skip
         if objective.split == "valid":
             if truncation.valid is None:
                 raise ValueError("a validation objective needs a truncation drawn with valid batches")

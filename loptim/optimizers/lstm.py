@@ -126,11 +126,13 @@ class LSTMOptimizerNet(nn.Module):
         inplace: bool = False,
         chunk: int | None = None,
         threads: int = 1,
+        differentiable: bool = True,
     ) -> tuple[Tensor, State]:
-        """Flat gradient (N,) -> (flat update (N,), new state); differentiable in meta_params and state.
+        """Flat gradient (N,) -> (flat update (N,), new state); differentiable in meta_params and state when
+        `differentiable`, else the eager path: no graph, gate buffers chunk by chunk, up to `threads` threads.
 
-        Pure unless `inplace` (used by the torch.optim shell, which owns its state): then, with grad disabled,
-        the state tensors are overwritten chunk by chunk instead of reallocated, by up to `threads` threads.
+        Pure unless `inplace` (used by the torch.optim shell, which owns its state): then the state tensors are
+        overwritten chunk by chunk instead of reallocated.
         """
         units, n = self.config.hidden, grad.shape[0]
         chunk = max(1, min(chunk or self.config.chunk, n))
@@ -138,7 +140,9 @@ class LSTMOptimizerNet(nn.Module):
         x = self._inputs(grad)  # (inputs, N)
         weights = _scaled(meta_params, units)
         names = ("h1", "c1", "h2", "c2")
-        if torch.is_grad_enabled():  # differentiable path (meta-training): new state tensors, chunk by chunk
+        if inplace and differentiable:
+            raise ValueError("an in-place update cannot be differentiable: pass differentiable=False")
+        if differentiable:  # meta-training by backprop: new state tensors, chunk by chunk
             outs, pieces = [], {name: [] for name in names}
             for lo, hi in bounds:
                 out_k, new = lstm_chunk(weights, x[:, lo:hi], tuple(state[name][:, lo:hi] for name in names), units)
@@ -151,6 +155,7 @@ class LSTMOptimizerNet(nn.Module):
             out = torch.empty(n, dtype=grad.dtype, device=grad.device)
             new_state = state if inplace else {name: torch.empty_like(state[name]) for name in names}
 
+            @torch.no_grad()  # grad mode is per thread: each worker sets its own
             def work(ranges: list[tuple[int, int]]) -> None:
                 if threads > 1:
                     torch.set_num_threads(1)  # this worker thread's ops stay single-threaded
@@ -177,9 +182,10 @@ class LSTMOptimizerNet(nn.Module):
         *,
         step: int = 0,
         total_steps: int = 0,
+        differentiable: bool = True,
     ) -> tuple[dict[str, Tensor], State]:
         """theta_{t+1} = theta_t + 0.1 * LSTM(preprocess(grad)); pure in meta_params (Eq. 1 of the paper)."""
-        delta, state = self.step_flat(meta_params, state, flatten(grads))
+        delta, state = self.step_flat(meta_params, state, flatten(grads), differentiable=differentiable)
         return add_flat(params, delta), state
 
 
@@ -225,6 +231,12 @@ class LSTMOptimizer(FlatOptimizer):
         chunk = self.net.config.chunk if on_cpu else GPU_CHUNK
         threads = torch.get_num_threads() if on_cpu else 1
         delta, self.flat_state = self.net.step_flat(
-            self.meta_params, self.flat_state, flat_grad, inplace=True, chunk=chunk, threads=threads
+            self.meta_params,
+            self.flat_state,
+            flat_grad,
+            inplace=True,
+            chunk=chunk,
+            threads=threads,
+            differentiable=False,
         )
         return delta

@@ -241,6 +241,7 @@ class MLPOptimizerNet(nn.Module):
         *,
         step: int = 0,
         total_steps: int = 0,
+        differentiable: bool = True,
     ) -> tuple[dict[str, Tensor], State]:
         """theta <- theta + the step of `step_flat` (Metz 2019: -0.001 d exp(0.001 m), (d, m) = MLP(features));
         pure and differentiable in meta_params."""
