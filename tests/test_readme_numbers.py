@@ -1,0 +1,80 @@
+"""Every number in the README's result tables comes from a committed JSON file: regenerate each table row from its
+source and find it in the README verbatim (a hand-edited or stale number fails here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _script(path: str):
+    spec = importlib.util.spec_from_file_location(Path(path).stem + "_table", ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stats(stats: dict) -> str:
+    return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+
+
+def test_l2l_table_rows_match_their_results():
+    lines = _script("benchmarks/l2l/reproduce.py").committed_lines()
+    assert len(lines) == 8
+    for line in lines:
+        assert line in README, line
+
+
+def test_tuned_adam_table_matches_its_results():
+    for line in _script("benchmarks/tasks/table.py").table().splitlines()[2:]:
+        assert line in README, line
+
+
+def test_lhopt_table_matches_its_results():
+    lines = _script("benchmarks/lhopt/table.py").lines()
+    for line in lines[2:-1]:
+        assert line in README, line
+
+
+def test_metz_table_matches_its_results():
+    results = json.loads((ROOT / "benchmarks/metz2019/results/fashion-cnn/results.json").read_text())["optimizers"]
+    rows = {line.split("|")[1].strip(): line for line in README.splitlines() if line.startswith("| adam | lr 0.01")}
+    rows["mlp"] = next(line for line in README.splitlines() if line.startswith("| mlp (`mlp-mnist`)"))
+    for name, key in (("adam", "adam"), ("mlp", "mlp")):
+        entry, line = results[key], rows[name]
+        for text in (
+            _stats(entry["final_valid_loss"]),
+            _stats(entry["final_test_loss"]),
+            f"{100 * entry['metrics']['accuracy']['mean']:.1f}%",
+            f"{100 * entry['optimizer_seconds_fraction']:.0f}%",
+        ):
+            assert text in line, (name, text)
+
+
+@pytest.mark.parametrize("row", json.loads((ROOT / "benchmarks/results/overhead.json").read_text())["rows"])
+def test_overhead_table_matches_overhead_json(row):
+    names = {
+        "adam": "torch.optim.Adam (fused)",
+        "lstm": "lstm (chunked, loptim)",
+        "lstm-naive": "lstm-naive (LSTMCell x2, whole batch)",
+        "mlp": "mlp (chunked, loptim)",
+        "mlp-naive": "mlp-naive (nn.Sequential, whole batch)",
+    }
+    if row["optimizer"] not in names:
+        pytest.skip(f"{row['optimizer']} is not in the README's overhead table")
+    update = f"{row['update_ms']:,.2f}" if row["update_ms"] < 10 else f"{row['update_ms']:,.1f}"
+    cells = [names[row["optimizer"]], f"{row['params']:,}", update]
+    if row["gflops"] is not None:
+        cells += [f"{row['gflops']:.1f}", f"{100 * row['fraction_of_matmul']:.0f}%"]
+    line = next((line for line in README.splitlines() if all(f"| {c} |" in line for c in cells[:2])), None)
+    assert line is not None, cells
+    for cell in cells[2:]:
+        assert f"| {cell} |" in line, (cells, line)
