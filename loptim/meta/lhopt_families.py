@@ -30,21 +30,21 @@ TRAIN_FAMILIES: dict[str, dict[str, Any]] = {
     "mnist-mlp": {"dataset": "mnist", "widths": (16, 64), "depths": (1, 2)},
     "mnist-cnn": {"dataset": "mnist", "widths": (8,)},
     "char-lm": {"corpus": "moby-dick"},
-    "mnist-mlp-wide": {"family": "mnist-mlp", "dataset": "mnist", "widths": (16, 128), "depths": (1, 2, 3)},
+    "mnist-mlp-wide": {"family": "mnist-mlp", "dataset": "mnist", "widths": (16, 256), "depths": (1, 2, 3)},
     "mnist-cnn-wide": {"family": "mnist-cnn", "dataset": "mnist", "widths": (4, 8)},
     "char-lm-wide": {
         "family": "char-lm",
         "corpus": "moby-dick",
         "d_models": (16, 32),
-        "layers": (1,),
+        "layers": (1, 2),
         "heads": (1, 2),
-        "contexts": (16,),
+        "contexts": (16, 32),
         "batch_sizes": (8, 16),
     },
 }
 
 # Meta-validation (checkpoint selection): variants that no lhopt-wide training entry draws (MLP depth 4, CNN base
-# width 6, LM width 24 with 2 layers; quadratics are fresh random functions), on meta-train data sources. Each
+# width 6, LM width 24; quadratics are fresh random functions), on meta-train data sources. Each
 # names the training entry whose swept reference learning rate it uses. (To switch to the meta-valid partition
 # of the judge issue, point these entries at its data.)
 META_VALID_FAMILIES: dict[str, dict[str, Any]] = {

@@ -193,15 +193,15 @@ RECIPES.add("lhopt-small", lambda: LHOPTRecipe(name="lhopt-small", controlled=("
 # lhopt-wide (issue 15): a strong reference (tuned AdamW, warm-up + cosine), episodes of 200-2,000 steps with
 # 16-32 decisions whatever the length, MLPs (1-3 layers of 16-128), CNNs, char LMs and noisy quadratics on
 # meta-train data, learning-rate head only (the curriculum of heads comes later), checkpoints chosen on
-# meta-validation variants. Weights set the mean episode near 10 s on one core (campaigns/lhopt-wide/README.md).
+# meta-validation variants. Sizes set the mean episode at ~5-10 s on one core (campaigns/lhopt-wide/README.md).
 LHOPT_WIDE = LHOPTRecipe(
     name="lhopt-wide",
-    families=(("noisy-quadratic", 1.0), ("mnist-mlp-wide", 2.0), ("mnist-cnn-wide", 1.0), ("char-lm-wide", 1.0)),
+    families=(("noisy-quadratic", 1.0), ("mnist-mlp-wide", 2.0), ("mnist-cnn-wide", 2.0), ("char-lm-wide", 2.0)),
     inner_steps=(200, 2000),
     decisions=(16, 32),
     rollouts=16,
     epochs=2000,
-    eval_every=10,
+    eval_every=5,
     eval_rollouts=8,
     controlled=("lr",),
     reference="tuned",
