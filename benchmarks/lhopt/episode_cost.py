@@ -43,7 +43,8 @@ def main() -> None:
     every = [s for values in by_family.values() for s in values]
     for family, values in sorted(by_family.items()):
         print(f"{family:18s} {len(values):3d} episodes, mean {statistics.mean(values):.1f} s")
-    print(f"all: mean {statistics.mean(every):.1f} s per episode, {steps_total / len(every):.0f} policy steps on average")
+    mean_steps = steps_total / len(every)
+    print(f"all: mean {statistics.mean(every):.1f} s per episode, {mean_steps:.0f} policy steps on average")
 
 
 if __name__ == "__main__":
