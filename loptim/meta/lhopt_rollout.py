@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from loptim.lhopt_features import feature_scratch
 from loptim.meta.lhopt_families import reference_family, sample_task
 from loptim.meta.lhopt_reference import (
     REFERENCE_CONFIG,
@@ -203,6 +204,7 @@ def inner_run(
     batches = task.batches("train", torch.Generator().manual_seed(spec.seed ^ BATCH_SALT))
     validation = valid_set(task, spec.seed, valid_batches)
     inner_state = init_inner_state(params)
+    scratch = feature_scratch(params) if policy is not None else None
     controller = init_controller(params, spec.hparams)
     lstm_state = policy.initial_state(1) if policy is not None else None
     rows: dict[str, list[Tensor]] = {"obs": [], "actions": [], "log_probs": [], "values": [], "critic_extra": []}
@@ -222,7 +224,9 @@ def inner_run(
         hparams = controller["hparams"]
         if lr_schedule is not None:
             hparams = replace(hparams, lr=hparams.lr * lr_schedule(step))
-        clipped, features = inner_step(hparams, config, inner_state, params, list(grads), with_features=with_features)
+        clipped, features = inner_step(
+            hparams, config, inner_state, params, list(grads), with_features=with_features, scratch=scratch
+        )
         record_step(controller, loss_value, clipped, features)
         done = step + 1
         if done % spec.interval != 0 or done >= spec.steps:
