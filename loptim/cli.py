@@ -147,9 +147,21 @@ def _meta_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     extra = {"campaign": Path(args.campaign)} if args.campaign is not None else {}
     trainer = trainer_type(recipe, out, **extra)
+    if (args.compact or args.resume_from) and not isinstance(recipe, LHOPTRecipe):
+        raise LoptimError("--compact and --resume-from apply to LHOPT recipes (the generalist's: --campaign)")
+    if args.compact:
+        trainer.compact_path = Path(args.compact)
+    if args.log:
+        if not isinstance(recipe, LHOPTRecipe):
+            raise LoptimError("--log applies to LHOPT recipes (the generalist's log: --campaign)")
+        trainer.log_path = Path(args.log)
     exists = dist.broadcast(trainer.checkpoint_path.exists())  # rank 0's disk holds the checkpoints
-    if args.resume:
-        compact = Path(args.campaign) / "checkpoint.pt" if args.campaign is not None else None
+    compact = Path(args.campaign) / "checkpoint.pt" if args.campaign is not None else None
+    if args.resume_from:
+        if not Path(args.resume_from).is_file():
+            raise LoptimError(f"--resume-from: no checkpoint at {args.resume_from}")
+        trainer.resume(Path(args.resume_from))
+    elif args.resume:
         if not exists and compact is not None and compact.exists():
             trainer.resume(compact)  # a new machine: go on from the committed campaign checkpoint
         elif not exists:
@@ -157,16 +169,33 @@ def _meta_train(args: argparse.Namespace) -> None:
         else:
             trainer.resume()
     elif exists:
-        raise LoptimError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+        raise LoptimError(
+            f"{trainer.checkpoint_path} exists: pass --resume (or --resume-from PATH) to continue it, "
+            "or choose another --out"
+        )
     launcher = ["torchrun", f"--nproc_per_node={dist.local_world_size()}"] if dist.world_size() > 1 else []
     command = " ".join([*launcher, "loptim", *(args.argv or [])])
     finished = trainer.run(max_minutes=args.max_minutes, command=command)
     if not dist.is_main():
         return
     state = "finished" if finished else f"stopped at epoch {trainer.epoch} (resume with --resume)"
+    if getattr(trainer, "interrupted", False):
+        state = "interrupted; the last finished epoch is checkpointed (resume with --resume)"
     ranks = f" on {dist.world_size()} ranks" if dist.world_size() > 1 else ""
     print(f"{recipe.name}{ranks}: {state}; best held-out score {trainer.best_score:.4f} at epoch {trainer.best_epoch}")
     print(f"weights: {out / 'best.safetensors'} (+ best.json card); checkpoint: {trainer.checkpoint_path}")
+
+
+def cmd_lhopt_reference(args: argparse.Namespace) -> None:
+    """Precompute (or read) the cached reference learning rates of a recipe with a tuned reference."""
+    from loptim.meta.lhopt_sweep import reference_lrs
+    from loptim.meta.recipes import RECIPES, LHOPTRecipe
+
+    recipe = RECIPES.get(args.recipe)
+    if not isinstance(recipe, LHOPTRecipe) or recipe.reference != "tuned":
+        raise LoptimError(f"recipe '{args.recipe}' has no tuned reference (an LHOPT recipe with reference='tuned')")
+    table = reference_lrs(recipe, workers=args.workers, log=print)
+    print(_table([["family/bucket", "lr"], *[[key, f"{lr:.4g}"] for key, lr in table.items()]]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,7 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="LHOPT: parallel episode processes (default: the recipe's; results do not depend on it)",
     )
+    meta.add_argument(
+        "--compact",
+        default=None,
+        help="LHOPT: also write a compact checkpoint (<= 1 MB: policy, PPO state, counters, RNG) here at every save",
+    )
+    meta.add_argument(
+        "--resume-from",
+        default=None,
+        help="LHOPT: start OUT from this (compact or full) checkpoint instead of OUT/checkpoint.pt",
+    )
+    meta.add_argument("--log", default=None, help="LHOPT: the per-epoch JSONL log (default OUT/log.jsonl)")
     meta.set_defaults(func=cmd_meta_train)
+
+    reference = sub.add_parser("lhopt-reference", help="precompute the cached reference sweep of an LHOPT recipe")
+    reference.add_argument("--recipe", required=True)
+    reference.add_argument("--workers", type=int, default=1, help="parallel sweep runs")
+    reference.set_defaults(func=cmd_lhopt_reference)
     return parser
 
 

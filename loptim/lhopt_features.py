@@ -45,14 +45,35 @@ NUM_CDF = len(CDF_END_WEIGHTS)
 CDF_VAR_EPS = 1e-12
 
 
-def _cosines(a: list[Tensor], b: list[Tensor], norm_a: Tensor, norm_b: Tensor) -> Tensor:
+def _cosines(
+    a: list[Tensor], b: list[Tensor], norm_a: Tensor, norm_b: Tensor, scratch: tuple[list[Tensor], list[Tensor]]
+) -> Tensor:
     """Per-tensor cos(a, b) = 1 - ||a/||a|| - b/||b||||^2 / 2 with _foreach ops only (normalizing first keeps it
-    accurate to ~1e-7 even when the norms differ by orders of magnitude); 0 where either tensor vanishes."""
+    accurate to ~1e-7 even when the norms differ by orders of magnitude); 0 where either tensor vanishes. Works in
+    the two `scratch` lists (shaped like `a`), in place."""
+    unit_a, unit_b = scratch
     safe_a, safe_b = norm_a.clamp_min(TINY).to(a[0].dtype), norm_b.clamp_min(TINY).to(b[0].dtype)
-    unit_a, unit_b = torch._foreach_div(a, safe_a.tolist()), torch._foreach_div(b, safe_b.tolist())
-    distance = _norms(torch._foreach_sub(unit_a, unit_b))
+    torch._foreach_copy_(unit_a, a)
+    torch._foreach_div_(unit_a, safe_a.tolist())
+    torch._foreach_copy_(unit_b, b)
+    torch._foreach_div_(unit_b, safe_b.tolist())
+    torch._foreach_sub_(unit_a, unit_b)
+    distance = _norms(unit_a)
     vanished = (norm_a < TINY) | (norm_b < TINY)
     return torch.where(vanished, torch.zeros_like(distance), 1.0 - 0.5 * distance * distance)
+
+
+def feature_scratch(params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """Two work lists shaped like `params` for `per_tensor_features` (8 bytes per fp32 parameter): reusing them
+    avoids ~17 fresh full-size temporaries per call, whose page faults were most of the features' cost."""
+    return [torch.empty_like(p) for p in params], [torch.empty_like(p) for p in params]
+
+
+def scratch_fits(scratch: tuple[list[Tensor], list[Tensor]] | None, params: list[Tensor]) -> bool:
+    """Whether `scratch` matches the shapes, dtypes and devices of `params`."""
+    if scratch is None or len(scratch[0]) != len(params):
+        return False
+    return all(w.shape == p.shape and w.dtype == p.dtype and w.device == p.device for w, p in zip(scratch[0], params))
 
 
 def _norms(tensors: list[Tensor]) -> Tensor:
@@ -82,25 +103,38 @@ def per_tensor_features(
     params: list[Tensor],
     eps: float,
     lrs: Tensor,
+    scratch: tuple[list[Tensor], list[Tensor]] | None = None,
 ) -> Tensor:
-    """The 12 per-tensor features of INNER_FEATURE_NAMES (all but did_grad_clip), averaged over tensors.
+    """The 12 per-tensor features of INNER_FEATURE_NAMES (all but did_grad_clip), averaged over tensors. Works in
+    `scratch` (`feature_scratch(params)`; allocated per call when absent or mismatched), leaving the inputs intact.
 
     m_hat = exp_avg / c1; ||m_hat - g|| is computed as ||exp_avg - c1 g|| / c1, which is exactly 0 at the first
     step (m_hat - g would be rounding noise there, and the noise scale would depend on the loss's scale)."""
+    if not scratch_fits(scratch, params):
+        scratch = feature_scratch(params)
+    work, other = scratch
     sizes = torch.tensor([g.numel() for g in grads], dtype=torch.float64)
     grad_norm, u_norm, p_norm = _norms(grads), _norms(updates), _norms(params)
     m_norm = _norms(exp_avg) / bias_correction1
-    noise_norm = _norms(torch._foreach_sub(exp_avg, torch._foreach_mul(grads, bias_correction1))) / bias_correction1
-    above_eps = torch._foreach_clamp_min(torch._foreach_sub(sqrt_v_hat, eps), 0.0)
-    fraction_above = torch.stack(torch._foreach_norm(above_eps, 0)).double().cpu() / sizes
+    torch._foreach_copy_(work, grads)
+    torch._foreach_mul_(work, bias_correction1)
+    torch._foreach_copy_(other, exp_avg)
+    torch._foreach_sub_(other, work)
+    noise_norm = _norms(other) / bias_correction1
+    torch._foreach_copy_(work, sqrt_v_hat)
+    torch._foreach_sub_(work, eps)
+    torch._foreach_clamp_min_(work, 0.0)
+    fraction_above = torch.stack(torch._foreach_norm(work, 0)).double().cpu() / sizes
     # log(|u| + 1e-8) + LOG_SHIFT >= 0, so its sum is an L1 norm (a fast _foreach op)
-    shifted_log_abs_u = torch._foreach_add(
-        torch._foreach_log(torch._foreach_add(torch._foreach_abs(updates), LOG_FLOOR)), LOG_SHIFT
-    )
-    mean_log_abs_u = torch.stack(torch._foreach_norm(shifted_log_abs_u, 1)).double().cpu() / sizes - LOG_SHIFT
-    cos_gm = _cosines(grads, exp_avg, grad_norm, m_norm * bias_correction1)
-    cos_gp = _cosines(grads, params, grad_norm, p_norm)
-    cos_gu = _cosines(grads, updates, grad_norm, u_norm)
+    torch._foreach_copy_(work, updates)
+    torch._foreach_abs_(work)
+    torch._foreach_add_(work, LOG_FLOOR)
+    torch._foreach_log_(work)
+    torch._foreach_add_(work, LOG_SHIFT)
+    mean_log_abs_u = torch.stack(torch._foreach_norm(work, 1)).double().cpu() / sizes - LOG_SHIFT
+    cos_gm = _cosines(grads, exp_avg, grad_norm, m_norm * bias_correction1, scratch)
+    cos_gp = _cosines(grads, params, grad_norm, p_norm, scratch)
+    cos_gu = _cosines(grads, updates, grad_norm, u_norm, scratch)
     root_dim = sizes.sqrt()
     per_tensor = torch.stack(
         (

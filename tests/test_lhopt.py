@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loptim.errors import DivergedError, WeightsError
-from loptim.lhopt_features import CDF_END_WEIGHTS, cdf_init, cdf_update, per_tensor_features
+from loptim.lhopt_features import CDF_END_WEIGHTS, cdf_init, cdf_update, feature_scratch, per_tensor_features
 from loptim.meta.ppo import ActorCritic, PolicyConfig
 from loptim.optimizers.lhopt import LHOPT, OBS_DIM, OBSERVATION_LAYOUT, MissingLossError
 from loptim.optimizers.lhopt_actions import (
@@ -234,6 +234,23 @@ def test_per_parameter_features_match_a_direct_per_tensor_computation():
         ])  # fmt: skip
     # tolerance: log-ratios floor the smaller norm at 1e-8 times the larger (lr ||u|| / ||p|| ~ 1e-3 here)
     torch.testing.assert_close(features, torch.tensor(rows, dtype=torch.float64).mean(0), rtol=1e-6, atol=3e-5)
+
+
+def test_per_parameter_features_in_reused_scratch_are_bit_identical_and_leave_the_inputs_alone():
+    params, (grads, exp_avg, v, updates) = _tensors(20), _grad_stream(21, 4, _tensors(20))
+    v = [x.abs() for x in v]
+    inputs = [grads, exp_avg, v, updates, params]
+    before = [[t.clone() for t in group] for group in inputs]
+    args = (grads, exp_avg, 0.19, v, updates, params, 0.5, torch.tensor([1e-3, 2e-3], dtype=torch.float64))
+    fresh = per_tensor_features(*args)
+    scratch = feature_scratch(params)
+    for work in scratch[0] + scratch[1]:
+        work.fill_(float("nan"))  # stale contents must not leak into the features
+    assert torch.equal(per_tensor_features(*args, scratch), fresh)
+    assert torch.equal(per_tensor_features(*args, scratch), fresh)  # reused
+    assert torch.equal(per_tensor_features(*args, feature_scratch(params[:1])), fresh)  # mismatched: allocated
+    for group, saved in zip(inputs, before):
+        assert all(torch.equal(a, b) for a, b in zip(group, saved))
 
 
 def _run_features(grads_stream, params, scale, eps):

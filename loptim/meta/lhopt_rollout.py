@@ -1,79 +1,63 @@
 """One LHOPT meta-training episode (Almeida et al. 2021): a whole inner training run of a sampled task, steered by
-the policy a few times, and its reward against a reference run of the same task with fixed hyperparameters.
+the policy a few times, and its reward against a reference run of the same task and seed.
 
 Everything an episode draws (task, length, number of decisions, initial hyperparameters, initialization, batches,
 sampled actions) derives from its integer seed, so an episode is a pure function of (recipe, policy, seed) and
 results never depend on which worker ran it or when. The inner loop uses the same controller functions as the
 `loptim.LHOPT` shell (`record_step`, `observe`, `decide`), so the policy meets the same observations in use.
 
-Reward (loptim's choice; DESIGN.md asks to document it): the episode's return is R = clip(log(L_ref / L_policy),
--3, 3) with gamma 1. L_policy is the run's final validation loss, L_ref the final validation loss of a reference
-run of the same task and seed (same initialization, same batches) with the episode's initial hyperparameters held
-fixed. A diverged run counts as an infinite loss (R = -3 if only the policy diverged, +3 if only the reference
-did, 0 if both). The published example config instead compares steps-to-loss against a power-law fit of a
-baseline curve; a final-loss ratio is cheaper (one reference run, no fit), unitless, and comparable across
-tasks, and a policy that keeps the initial hyperparameters scores exactly 0.
+Reward (loptim's choice; DESIGN.md asks to document it): the episode's return is R = clip(log(L_ref / L_policy), -3,
+3) with gamma 1. L_policy is the run's final validation loss, L_ref the final validation loss of a reference run of
+the same task and seed (same initialization, same batches): with recipe.reference "fixed", the episode's initial
+hyperparameters held fixed (easy to beat: lhopt-small); with "tuned" (issue 15's strong reference,
+loptim.meta.lhopt_reference), plain AdamW with warm-up and cosine decay at the learning rate swept for the family
+and length bucket (so the table is an input: an episode is a pure function of (recipe, policy, seed, table), and the
+table of (recipe, code version)). A diverged run counts as an infinite loss (R = -3 if only the policy diverged, +3
+if only the reference did, 0 if both). The published example config instead compares steps-to-loss against a
+power-law fit of a baseline curve; a final-loss ratio is cheaper (one reference run, no fit), unitless, and
+comparable across tasks, and (fixed reference) a policy that keeps the initial hyperparameters scores exactly 0.
 
 R is paid out over the decisions by potential-based shaping (Ng et al. 1999): with phi_k = clip(log(W_ref,k /
 W_policy,k), -3, 3), W the mean training loss of the window that ends at decision k (same batches in both runs),
-decision k earns phi_{k+1} - phi_k and the last decision R - phi_{K-1}. Before the first decision both runs are
-identical, so phi_0 = 0 and the rewards sum to R exactly; what changes is credit assignment: a decision is paid
-for what the paired training losses did after it, not for what earlier decisions did (a single reward at the end
-of 8-64 decisions left PPO with no usable signal in loptim's first run). The return from decision k on is
-R - phi_k; phi_k depends on the reference run, which the policy cannot observe, so the critic (only) receives
-phi_k as a privileged input (asymmetric actor-critic): without it the critic's explained variance was below 0.
+decision k earns phi_{k+1} - phi_k and the last decision R - phi_{K-1}. With the fixed reference both runs are
+identical before the first decision, so phi_0 = 0 and the rewards sum to R exactly; with the tuned one they sum to
+R - phi_0, and phi_0 (the first window, before any action) does not depend on the policy's choices, so the
+optimal policy is unchanged (Ng et al.'s result). What changes is credit assignment: a decision is paid for what the
+paired training losses did after it, not for what earlier decisions did (a single reward at the end of 8-64
+decisions left PPO with no usable signal in loptim's first run). The return from decision k on is R - phi_k; phi_k
+depends on the reference run, which the policy cannot observe, so the critic (only) receives phi_k as a privileged
+input (asymmetric actor-critic): without it the critic's explained variance was below 0.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from loptim.lhopt_features import feature_scratch
+from loptim.meta.lhopt_families import reference_family, sample_task
+from loptim.meta.lhopt_reference import (
+    REFERENCE_CONFIG,
+    REFERENCE_HPARAMS,
+    length_bucket,
+    reference_key,
+    warmup_cosine,
+)
 from loptim.meta.ppo import ActorCritic, act
 from loptim.optimizers.lhopt import decide, init_controller, observe, record_step, wants_features
 from loptim.optimizers.lhopt_actions import randomize_hparams
 from loptim.optimizers.lhopt_inner import InnerConfig, InnerHParams, init_inner_state, inner_step
-from loptim.tasks import FAMILIES
 from loptim.tasks.base import Task, log_uniform_int
-from loptim.tasks.partition import check_meta_trainable, datasets
 
 if TYPE_CHECKING:
     from loptim.meta.recipes import LHOPTRecipe
 
-# Meta-training never sees these data sets: the partition's suite (loptim/tasks/partition.py, docs/data.md).
-HELD_OUT_DATA = datasets("suite")
-
-# The meta-training mixture (DESIGN.md, held-out table: noisy quadratics, the MNIST MLP/CNN family, small
-# Moby-Dick LMs): registry family names and the size options that keep a rollout at seconds on one core.
-TRAIN_FAMILIES: dict[str, dict[str, Any]] = {
-    "noisy-quadratic": {},
-    "mnist-mlp": {"dataset": "mnist", "widths": (16, 64), "depths": (1, 2)},
-    "mnist-cnn": {"dataset": "mnist", "widths": (8,)},
-    "char-lm": {"corpus": "moby-dick"},
-}
-
-
 BATCH_SALT, VALID_SALT, ACTION_SALT = 0x5DEECE66D, 0x2545F491, 0x9E3779B9  # episode seed -> stream seeds
-
-
-def task_dataset(task: Task) -> str:
-    """The data set a task trains on ('synthetic' for quadratics), as the partition names it."""
-    return task.data_source
-
-
-def check_families(families: tuple[tuple[str, float], ...]) -> None:
-    """Validate a recipe's mixture: known LHOPT training families, positive weights."""
-    if not families:
-        raise ValueError("an LHOPT recipe needs at least one task family")
-    for name, weight in families:
-        if name not in TRAIN_FAMILIES:
-            raise ValueError(f"no LHOPT training family '{name}'; known: {', '.join(TRAIN_FAMILIES)}")
-        if not weight > 0:
-            raise ValueError(f"family '{name}' has weight {weight}; weights must be positive")
 
 
 @dataclass(frozen=True)
@@ -105,7 +89,7 @@ def draw_episode(
     generator = torch.Generator().manual_seed(seed)
     weights = torch.tensor([weight for _, weight in families], dtype=torch.float64)
     family = families[int(torch.multinomial(weights, 1, generator=generator))][0]
-    task = check_meta_trainable(FAMILIES.get(family, **TRAIN_FAMILIES[family]).sample(generator))
+    task = sample_task(family, generator)
     steps = log_uniform_int(generator, *inner_steps)
     count = min(log_uniform_int(generator, *decisions), max(1, steps // 2))
     hparams = randomize_hparams(InnerHParams(), generator)
@@ -203,11 +187,13 @@ def inner_run(
     generator: torch.Generator | None = None,
     reference_windows: list[float] | None = None,
     reward_clip: float = 3.0,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> InnerResult:
     """Train `spec.task` from `spec.hparams` for `spec.steps` inner steps; the policy (if any) acts every
     `spec.interval` steps, sampling with `generator` (greedy if None), after seeing the validation loss on the
     first `observe_valid_batches` of the episode's `valid_batches` validation minibatches (all score the end).
     With `reference_windows`, the critic also sees the current potential phi_k (module docstring), else 0.
+    `lr_schedule` (reference runs) multiplies the learning rate of inner step `step` (0-based) by lr_schedule(step).
 
     A run stops early, diverged, when its loss is not finite and no restart register holds a state to go back
     to; its remaining decision windows count as inf."""
@@ -218,6 +204,7 @@ def inner_run(
     batches = task.batches("train", torch.Generator().manual_seed(spec.seed ^ BATCH_SALT))
     validation = valid_set(task, spec.seed, valid_batches)
     inner_state = init_inner_state(params)
+    scratch = feature_scratch(params) if policy is not None else None
     controller = init_controller(params, spec.hparams)
     lstm_state = policy.initial_state(1) if policy is not None else None
     rows: dict[str, list[Tensor]] = {"obs": [], "actions": [], "log_probs": [], "values": [], "critic_extra": []}
@@ -234,8 +221,11 @@ def inner_run(
             break
         grads = torch.autograd.grad(loss, params)
         with_features = policy is not None and wants_features(controller, config)
+        hparams = controller["hparams"]
+        if lr_schedule is not None:
+            hparams = replace(hparams, lr=hparams.lr * lr_schedule(step))
         clipped, features = inner_step(
-            controller["hparams"], config, inner_state, params, list(grads), with_features=with_features
+            hparams, config, inner_state, params, list(grads), with_features=with_features, scratch=scratch
         )
         record_step(controller, loss_value, clipped, features)
         done = step + 1
@@ -266,6 +256,35 @@ def inner_run(
     return InnerResult(final, windows, rows, potentials, diverged or not math.isfinite(final))
 
 
+def reference_run(recipe: LHOPTRecipe, spec: EpisodeSpec, reference_lrs: dict[str, float] | None) -> InnerResult:
+    """The reference run of an episode: with recipe.reference "fixed", the episode's initial hyperparameters held
+    fixed; with "tuned", plain AdamW with warm-up and cosine decay at the family's swept learning rate for the
+    episode's length bucket (loptim.meta.lhopt_reference)."""
+    valid = (recipe.valid_batches, recipe.observe_valid_batches)
+    if recipe.reference == "fixed":
+        return inner_run(spec, recipe.inner, *valid)
+    key = reference_key(reference_family(spec.family), length_bucket(spec.steps, recipe.length_buckets))
+    if reference_lrs is None or key not in reference_lrs:
+        raise KeyError(f"no swept reference learning rate for '{key}': run `loptim lhopt-reference --recipe "
+                       f"{recipe.name}` (or let the trainer compute it) and pass its table")  # fmt: skip
+    hparams = replace(REFERENCE_HPARAMS, lr=reference_lrs[key])
+    steps = spec.steps
+    schedule = lambda step: warmup_cosine(step, steps, recipe.warmup_fraction)  # noqa: E731
+    return inner_run(replace(spec, hparams=hparams), REFERENCE_CONFIG, *valid, lr_schedule=schedule)
+
+
+def meta_valid_spec(recipe: LHOPTRecipe, index: int, seed: int) -> EpisodeSpec:
+    """Meta-validation episode `index` (checkpoint selection): entry index mod len(recipe.valid_families) of
+    META_VALID_FAMILIES (variants no training entry draws), task drawn from `seed` (an evaluation seed no training
+    epoch draws), length recipe.valid_steps[(index // families) mod len], recipe.valid_decisions decisions, and the
+    deployment's initial hyperparameters (the published defaults, as `loptim.LHOPT` starts)."""
+    families = recipe.valid_families
+    family = families[index % len(families)]
+    steps = recipe.valid_steps[(index // len(families)) % len(recipe.valid_steps)]
+    task = sample_task(family, torch.Generator().manual_seed(seed))
+    return EpisodeSpec(seed, family, task, steps, min(recipe.valid_decisions, max(1, steps // 2)), InnerHParams())
+
+
 def run_episode(
     recipe: LHOPTRecipe,
     policy: ActorCritic,
@@ -273,18 +292,21 @@ def run_episode(
     *,
     greedy: bool = False,
     reference_loss: float | None = None,
+    reference_lrs: dict[str, float] | None = None,
+    spec: EpisodeSpec | None = None,
 ) -> Episode:
-    """The episode of `seed` under `recipe`: the reference run, the policy's run, and the shaped rewards.
+    """The episode of `seed` under `recipe` (or of `spec`, e.g. a meta-validation episode): the reference run, the
+    policy's run, and the shaped rewards. `reference_lrs` is the swept table a "tuned" reference needs.
 
     With `reference_loss` given (cached evaluation episodes) the reference run is skipped and the whole return
     sits at the last decision: evaluation only reads the return."""
-    spec = draw_episode(recipe.families, recipe.inner_steps, recipe.decisions, seed)
+    spec = spec or draw_episode(recipe.families, recipe.inner_steps, recipe.decisions, seed)
     valid = (recipe.valid_batches, recipe.observe_valid_batches)
     reference_windows = None
     if reference_loss is None:
-        reference = inner_run(spec, recipe.inner, *valid)
+        reference = reference_run(recipe, spec, reference_lrs)
         reference_loss, reference_windows = reference.final_loss, reference.window_losses
-    generator = None if greedy else torch.Generator().manual_seed(seed ^ ACTION_SALT)
+    generator = None if greedy else torch.Generator().manual_seed(spec.seed ^ ACTION_SALT)
     result = inner_run(spec, recipe.inner, *valid, policy, generator, reference_windows, recipe.reward_clip)
     rows, final, diverged = result.rows, result.final_loss, result.diverged
     reward = relative_reward(reference_loss, final, recipe.reward_clip)

@@ -16,8 +16,12 @@ its ranks.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import multiprocessing
+import signal
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,8 @@ import torch
 
 from loptim.meta import distributed as dist
 from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
-from loptim.meta.lhopt_rollout import HELD_OUT_DATA, TRAIN_FAMILIES, Episode, run_episode
+from loptim.meta.lhopt_families import HELD_OUT_DATA, TRAIN_FAMILIES
+from loptim.meta.lhopt_rollout import Episode, meta_valid_spec, run_episode
 from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_optimizer, ppo_update
 from loptim.meta.recipes import LHOPTRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, derive_seed, git_commit
@@ -94,13 +99,21 @@ def meta_training_tasks(recipe: LHOPTRecipe) -> list[str]:
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the main process handles it
 
 
-def _episode_job(job: tuple[LHOPTRecipe, dict[str, torch.Tensor], int, bool, float | None]) -> Episode:
-    recipe, policy_state, seed, greedy, reference = job
+EpisodeJob = tuple[LHOPTRecipe, dict[str, torch.Tensor], int, bool, float | None, dict[str, float] | None, int | None]
+
+
+def _episode_job(job: EpisodeJob) -> Episode:
+    """One episode; `valid_index` (not None) makes it meta-validation episode `valid_index` with seed `seed`."""
+    recipe, policy_state, seed, greedy, reference, reference_lrs, valid_index = job
     policy = ActorCritic(policy_config(recipe))
     policy.load_state_dict(policy_state)
-    return run_episode(recipe, policy, seed, greedy=greedy, reference_loss=reference)
+    spec = None if valid_index is None else meta_valid_spec(recipe, valid_index, seed)
+    return run_episode(
+        recipe, policy, seed, greedy=greedy, reference_loss=reference, reference_lrs=reference_lrs, spec=spec
+    )
 
 
 def _mean(values: list[float]) -> float:
@@ -135,21 +148,48 @@ class LHOPTTrainer(EpochLoop):
         self.history: list[dict[str, float]] = []
         self.commands: list[str] = []
         self.eval_references: dict[int, float] = {}  # reference losses of the fixed evaluation episodes
+        self.inner_steps = 0  # experience: inner steps of the policy's sampled training episodes
+        self.reference_steps = 0  # inner steps of their reference runs (compute, not experience)
+        self.compact_path: Path | None = None  # also write a compact checkpoint here at every save
+        self.log_path = self.out / "log.jsonl"  # one JSON line per epoch (benchmarks/lhopt/campaign.py plots it)
+        self.interrupted = False
+        self._reference_lrs: dict[str, float] | None = None
+        self._snapshot: dict[str, Any] | None = None  # the state at the last epoch boundary, for Ctrl-C/SIGTERM
+        self._stopping = False
         self._pool: Any = None
 
     @property
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
 
+    def reference_lrs(self) -> dict[str, float] | None:
+        """The tuned reference's learning-rate table (read from the sweep cache or swept now), None for "fixed"."""
+        if self.recipe.reference != "tuned":
+            return None
+        if self._reference_lrs is None:
+            from loptim.meta.lhopt_sweep import reference_lrs
+
+            log = print if dist.is_main() else None
+            self._reference_lrs = dist.broadcast(reference_lrs(self.recipe, self.recipe.workers, log))
+        return self._reference_lrs
+
     # ------------------------------------------------------------------------------------------------ episodes
 
-    def collect(self, seeds: list[int], greedy: bool, references: list[float | None] | None = None) -> list[Episode]:
+    def collect(
+        self,
+        seeds: list[int],
+        greedy: bool,
+        references: list[float | None] | None = None,
+        meta_valid: bool = False,
+    ) -> list[Episode]:
         """Episodes of `seeds` under the current policy, in seed order: this rank runs its share of them (in
-        workers when the recipe has more than one per rank) and receives the others' (collective)."""
+        workers when the recipe has more than one per rank) and receives the others' (collective). With
+        `meta_valid`, episode i is meta-validation episode i (lhopt_rollout.meta_valid_spec) of seed seeds[i]."""
         state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         references = references or [None] * len(seeds)
+        table = self.reference_lrs()
         mine = dist.my_indices(len(seeds))
-        jobs = [(self.recipe, state, seeds[i], greedy, references[i]) for i in mine]
+        jobs = [(self.recipe, state, seeds[i], greedy, references[i], table, i if meta_valid else None) for i in mine]
         workers = max(1, self.recipe.workers // dist.local_world_size())
         if workers == 1 or not jobs:
             return dist.gather_samples([_episode_job(job) for job in jobs])
@@ -159,9 +199,12 @@ class LHOPTTrainer(EpochLoop):
         return dist.gather_samples(self._pool.map(_episode_job, jobs, chunksize=1))
 
     def close(self) -> None:
-        """Stop the worker processes (a later `collect` starts new ones)."""
+        """Stop the worker processes (a later `collect` starts new ones); on Ctrl-C/SIGTERM without waiting."""
         if self._pool is not None:
-            self._pool.close()
+            if self._stopping:
+                self._pool.terminate()
+            else:
+                self._pool.close()
             self._pool.join()
             self._pool = None
 
@@ -177,6 +220,8 @@ class LHOPTTrainer(EpochLoop):
             stats = ppo_update(self.policy, self.optimizer, batch, recipe.ppo, generator)
             self.policy.observe_inputs(batch.obs[batch.mask])
         rewards = [e.reward for e in episodes]
+        self.inner_steps += sum(e.steps for e in episodes)
+        self.reference_steps += sum(e.steps for e in episodes)
         record = {
             "epoch": self.epoch,
             "mean_reward": _mean(rewards),
@@ -185,52 +230,129 @@ class LHOPTTrainer(EpochLoop):
             "mean_decisions": _mean([float(e.decisions) for e in episodes]),
             **dict.fromkeys(("approx_kl", "clip_fraction", "explained_variance"), math.nan),  # no update: NaN
             **stats,
+            "inner_steps": self.inner_steps,
+            "reference_steps": self.reference_steps,
         }
         for family, _ in recipe.families:
             record[f"reward/{family}"] = _mean([e.reward for e in episodes if e.family == family])
         return record
 
     def evaluate(self) -> float:
-        """Mean reward of the greedy policy on the fixed evaluation episodes (their reference runs are cached)."""
+        """Mean reward of the greedy policy on the fixed evaluation episodes (their reference runs are cached):
+        meta-validation episodes when the recipe names `valid_families`, else training-mixture episodes on seeds
+        no training epoch draws."""
         seeds = [eval_seed(i) for i in range(self.recipe.eval_rollouts)]
-        episodes = self.collect(seeds, greedy=True, references=[self.eval_references.get(s) for s in seeds])
+        references = [self.eval_references.get(s) for s in seeds]
+        episodes = self.collect(seeds, greedy=True, references=references, meta_valid=bool(self.recipe.valid_families))
         for seed, episode in zip(seeds, episodes):
             self.eval_references[seed] = episode.reference_loss
         return _mean([e.reward for e in episodes])
 
     # ------------------------------------------------------------------------------------- checkpoints, export
 
-    def state(self) -> dict[str, Any]:
+    def compact_state(self) -> dict[str, Any]:
+        """What exact resume needs and nothing more (<= 1 MB for the campaign's git checkpoint): the policy (with
+        its input normalizer), the PPO optimizer, the counters, the best policy and its score, and the global RNG
+        (every random draw derives from (recipe seed, epoch, index), so the counters carry the trainer's own
+        randomness). No history, episodes or cached references (recomputed identically)."""
         return {
+            "format": "lhopt-compact-1",
             "recipe": self.recipe.name,
             "epoch": self.epoch,
             "seconds": self.seconds,
+            "inner_steps": self.inner_steps,
+            "reference_steps": self.reference_steps,
             "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "best": self.best,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
+            "rng": torch.random.get_rng_state(),
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **self.compact_state(),
+            "format": "lhopt-full-1",
             "history": self.history,
             "commands": self.commands,
             "eval_references": self.eval_references,
         }
 
     def save(self) -> None:
-        """Write the checkpoint atomically from rank 0 (every rank holds the same state)."""
+        """Write the checkpoint (and the compact one, if asked) atomically from rank 0 (every rank holds the same
+        state), after appending this run's new epochs to the JSONL log."""
+        self._snapshot = copy.deepcopy(self.state())
         if dist.is_main():
-            save_checkpoint(self.checkpoint_path, self.state())
+            self._write(self._snapshot)
 
-    def resume(self) -> None:
-        """Continue exactly from `checkpoint_path` (policy, normalizer buffers, PPO Adam state, counters, best)."""
-        ckpt = dist.broadcast(load_checkpoint(self.checkpoint_path) if dist.is_main() else None)
+    def _write(self, state: dict[str, Any]) -> None:
+        logged = self._logged_epochs()
+        with self.log_path.open("a") as handle:
+            for record in state["history"]:
+                if record["epoch"] >= logged:
+                    handle.write(json.dumps(record) + "\n")
+        save_checkpoint(self.checkpoint_path, state)
+        if self.compact_path is not None:
+            compact = {k: v for k, v in state.items() if k not in ("history", "commands", "eval_references")}
+            save_checkpoint(self.compact_path, {**compact, "format": "lhopt-compact-1"})
+
+    def _logged_epochs(self) -> int:
+        """How many epochs the JSONL log holds (0 when absent)."""
+        if not self.log_path.exists():
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            return 0
+        lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
+        return json.loads(lines[-1])["epoch"] + 1 if lines else 0
+
+    def resume(self, path: Path | None = None) -> None:
+        """Continue exactly from `checkpoint_path`, or from `path` (a full or compact checkpoint): policy,
+        normalizer buffers, PPO Adam state, counters, best, RNG. The JSONL log keeps only the epochs before the
+        resumed one (an interrupted run may have logged one more)."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        ckpt = dist.broadcast(load_checkpoint(path) if dist.is_main() else None)
         if ckpt["recipe"] != self.recipe.name:
-            raise ValueError(f"{self.checkpoint_path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
+            raise ValueError(f"{path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
         self.policy.load_state_dict(ckpt["policy"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.seconds = ckpt["epoch"], ckpt["seconds"]
         self.best, self.best_score, self.best_epoch = ckpt["best"], ckpt["best_score"], ckpt["best_epoch"]
-        self.history, self.commands = ckpt["history"], ckpt["commands"]
-        self.eval_references = dict(ckpt["eval_references"])
+        self.history, self.commands = ckpt.get("history", []), ckpt.get("commands", [])
+        self.eval_references = dict(ckpt.get("eval_references", {}))
+        self.inner_steps, self.reference_steps = ckpt.get("inner_steps", 0), ckpt.get("reference_steps", 0)
+        if "rng" in ckpt:
+            torch.random.set_rng_state(ckpt["rng"])
+        if dist.is_main() and self.log_path.exists():
+            lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
+            kept = [line for line in lines if json.loads(line)["epoch"] < self.epoch]
+            self.log_path.write_text("".join(line + "\n" for line in kept))
+
+    def run(self, *args: Any, **kwargs: Any) -> bool:
+        """EpochLoop.run, stopped cleanly by Ctrl-C or SIGTERM: the epoch in progress is abandoned, the workers
+        are terminated, and the state at the last epoch boundary is written to the checkpoint (and the compact
+        one) before returning False (`interrupted` is set)."""
+        self._snapshot = copy.deepcopy(self.state())
+        handlers: dict[int, Any] = {}
+
+        def stop(signum: int, frame: Any) -> None:
+            self._stopping = True
+            raise KeyboardInterrupt
+
+        if threading.current_thread() is threading.main_thread():
+            handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return super().run(*args, **kwargs)
+        except KeyboardInterrupt:
+            self._stopping, self.interrupted = True, True
+            self.close()
+            if dist.is_main():
+                self._write(self._snapshot)
+                print(f"interrupted: saved the state after epoch {self._snapshot['epoch']} to {self.checkpoint_path}")
+            return False
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self._stopping = False
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         return self.policy.state_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from loptim.meta.curriculum import TruncationCurriculum
@@ -77,10 +78,14 @@ class LHOPTRecipe:
     """PPO meta-training of LHOPT's policy (Almeida et al. 2021; DESIGN.md, LHOPT), scaled to 2 CPU cores.
 
     One epoch (a PPO iteration) = `rollouts` episodes, each a whole inner run of a task drawn from `families`
-    (names in loptim.meta.lhopt_rollout.TRAIN_FAMILIES, with weights) of a log-uniform length in `inner_steps`,
+    (names in loptim.meta.lhopt_families.TRAIN_FAMILIES, with weights) of a log-uniform length in `inner_steps`,
     with `decisions` (log-uniform; DESIGN.md: 8-64) policy decisions and randomized initial hyperparameters,
-    then one `ppo_update`. Reward: lhopt_rollout's module docstring. The best checkpoint is chosen by the greedy
-    policy's mean reward on `eval_rollouts` fixed episodes, evaluated every `eval_every` epochs.
+    then one `ppo_update`. Reward: lhopt_rollout's module docstring, against a `reference` run: "fixed" (the
+    episode's initial hyperparameters held) or "tuned" (plain AdamW, warm-up and cosine, at a learning rate swept
+    per family and length bucket: loptim.meta.lhopt_reference). The best checkpoint is chosen by the greedy
+    policy's mean reward on `eval_rollouts` fixed episodes, evaluated every `eval_every` epochs: episodes of the
+    training mixture on evaluation seeds, or, with `valid_families`, meta-validation episodes of task variants no
+    training entry draws (lhopt_rollout.meta_valid_spec).
     """
 
     name: str
@@ -112,9 +117,17 @@ class LHOPTRecipe:
     # Which action heads the policy steers (ACTION_HEADS names); the others always take their no-op.
     controlled: tuple[str, ...] = ("lr", "weight_decay", "eps", "one_minus_beta1", "one_minus_beta2", "clip_ratio",
                                    "restart")  # fmt: skip
+    reference: str = "fixed"  # "fixed" | "tuned" (issue 15's strong reference)
+    length_buckets: tuple[int, ...] = ()  # episode-length edges: one swept reference lr per family and bucket
+    warmup_fraction: float = 0.05  # the tuned reference's linear warm-up, then cosine to 0
+    sweep_lrs: tuple[float, ...] = (1e-3, 10**-2.5, 1e-2, 10**-1.5, 1e-1, 10**-0.5)  # half-decades, 1e-3..0.32
+    sweep_seeds: int = 3  # task variants (and initializations) per swept learning rate
+    valid_families: tuple[str, ...] = ()  # META_VALID_FAMILIES entries; empty: evaluate on the training mixture
+    valid_steps: tuple[int, ...] = (300, 1000)  # meta-validation lengths, cycled
+    valid_decisions: int = 32  # the shell's deployment default
 
     def __post_init__(self) -> None:
-        from loptim.meta.lhopt_rollout import check_families
+        from loptim.meta.lhopt_families import check_families
 
         check_families(self.families)
         for label, (low, high), floor in (("inner_steps", self.inner_steps, 2), ("decisions", self.decisions, 1)):
@@ -127,6 +140,18 @@ class LHOPTRecipe:
             )
         if len(self.noop_bias) != len(ACTION_HEADS):
             raise ValueError(f"noop_bias needs one value per action head ({len(ACTION_HEADS)}), got {self.noop_bias}")
+        from loptim.meta.lhopt_families import META_VALID_FAMILIES
+
+        if self.reference not in ("fixed", "tuned"):
+            raise ValueError(f"reference must be 'fixed' or 'tuned', got '{self.reference}'")
+        edges = self.length_buckets
+        if list(edges) != sorted(set(edges)) or any(not self.inner_steps[0] < e <= self.inner_steps[1] for e in edges):
+            raise ValueError(f"length_buckets must be ascending edges inside inner_steps {self.inner_steps}: {edges}")
+        unknown_valid = set(self.valid_families) - set(META_VALID_FAMILIES)
+        if unknown_valid:
+            raise ValueError(f"no meta-validation family {sorted(unknown_valid)}; known: {list(META_VALID_FAMILIES)}")
+        if not self.sweep_lrs or self.sweep_seeds < 1 or not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"sweep_lrs non-empty, sweep_seeds >= 1, 0 <= warmup_fraction < 1 in {self}")
         sizes = (self.rollouts, self.workers, self.epochs, self.eval_every, self.eval_rollouts, self.hidden)
         if min(sizes) < 1 or not 1 <= self.observe_valid_batches <= self.valid_batches:
             raise ValueError(
@@ -194,6 +219,49 @@ RECIPES.add(
 # lhopt-small steers the learning rate only: with all seven heads, PPO's signal drowned on this budget (entropy
 # rose every epoch, the critic's explained variance stayed below 0, the greedy policy scored -0.33 at epoch 20).
 RECIPES.add("lhopt-small", lambda: LHOPTRecipe(name="lhopt-small", controlled=("lr",)))
+# lhopt-wide (issue 15): a strong reference (tuned AdamW, warm-up + cosine), episodes of 200-2,000 steps with
+# 16-32 decisions whatever the length, MLPs (1-3 layers of 16-128), CNNs, char LMs and noisy quadratics on
+# meta-train data, learning-rate head only (the curriculum of heads comes later), checkpoints chosen on
+# meta-validation variants. Sizes set the mean episode at ~5-10 s on one core (campaigns/lhopt-wide/README.md).
+LHOPT_WIDE = LHOPTRecipe(
+    name="lhopt-wide",
+    families=(("noisy-quadratic", 1.0), ("mnist-mlp-wide", 2.0), ("mnist-cnn-wide", 2.0), ("char-lm-wide", 2.0)),
+    inner_steps=(200, 2000),
+    decisions=(16, 32),
+    rollouts=16,
+    epochs=2000,
+    eval_every=5,
+    eval_rollouts=8,
+    controlled=("lr",),
+    reference="tuned",
+    length_buckets=(632,),  # two buckets, 200-631 and 632-2000 steps (sweeps at 200 and 632)
+    valid_families=("valid/mnist-mlp-deep", "valid/mnist-cnn-6", "valid/char-lm-24", "valid/noisy-quadratic"),
+    valid_steps=(300, 1000),
+)
+RECIPES.add("lhopt-wide", lambda: LHOPT_WIDE)
+RECIPES.add(
+    "tiny-lhopt-wide",
+    lambda: dataclasses.replace(
+        LHOPT_WIDE,
+        name="tiny-lhopt-wide",
+        families=(("noisy-quadratic", 1.0),),
+        inner_steps=(16, 32),
+        decisions=(4, 6),
+        length_buckets=(24,),
+        sweep_lrs=(1e-2, 1e-1),
+        sweep_seeds=2,
+        rollouts=2,
+        workers=1,
+        epochs=3,
+        eval_every=2,
+        eval_rollouts=2,
+        valid_families=("valid/noisy-quadratic",),
+        valid_steps=(20, 30),
+        valid_decisions=4,
+        hidden=16,
+        ppo=PPOConfig(epochs=2, minibatch_trajectories=2),
+    ),
+)
 RECIPES.add(
     "tiny-lhopt",
     lambda: LHOPTRecipe(

@@ -24,10 +24,12 @@ from loptim.lhopt_features import (
     NUM_INNER_FEATURES,
     cdf_init,
     cdf_update,
+    feature_scratch,
     flags,
     identity_feature,
     log_ratio,
     safe_log,
+    scratch_fits,
     tanh_or_zero,
 )
 from loptim.meta.ppo import ActorCritic, PolicyConfig, choose
@@ -318,6 +320,7 @@ class LHOPT(torch.optim.Optimizer):
         self.last_observation: Tensor | None = None
         self._observed: list[Tensor | float] = []
         self._last_loss: float | None = None
+        self._feature_scratch: tuple[list[Tensor], list[Tensor]] | None = None  # work memory, not state
         self._bind_state()
 
     @property
@@ -418,7 +421,12 @@ class LHOPT(torch.optim.Optimizer):
         scales = {} if defaults else {"lr_scales": lr_scales, "weight_decays": decays}
         state = self.inner_state
         if len(active) == len(params):
-            return inner_step(hparams, self.inner_config, state, params, grads, with_features=with_features, **scales)
+            if with_features and not scratch_fits(self._feature_scratch, params):
+                self._feature_scratch = feature_scratch(params)  # 8 bytes per fp32 parameter, reused every time
+            scratch = self._feature_scratch if with_features else None
+            return inner_step(
+                hparams, self.inner_config, state, params, grads, with_features=with_features, scratch=scratch, **scales
+            )
         subset = {
             **state,
             "exp_avg": [state["exp_avg"][i] for i in active],

@@ -132,11 +132,13 @@ def inner_step(
     with_features: bool = False,
     lr_scales: list[float] | None = None,
     weight_decays: list[float] | None = None,
+    scratch: tuple[list[Tensor], list[Tensor]] | None = None,
 ) -> tuple[bool, Tensor | None]:
     """One step on `params` (in place) from `grads` (left untouched); updates `state` in place.
 
     `lr_scales` multiply hparams.lr per tensor and `weight_decays` replace hparams.weight_decay per tensor (the
-    torch.optim shell's param groups); None keeps the hyperparameters as they are.
+    torch.optim shell's param groups); None keeps the hyperparameters as they are. `scratch` (optional,
+    loptim.lhopt_features.feature_scratch) is the features' reusable work memory.
 
     Returns whether the gradient was clipped and, if `with_features`, the per-parameter features of this step
     averaged over tensors (loptim.lhopt_features.INNER_FEATURE_NAMES, did_grad_clip excluded).
@@ -168,7 +170,7 @@ def inner_step(
     features = None
     if with_features:
         features = per_tensor_features(
-            grads, exp_avg, state["bias_correction1"], sqrt_v_hat, updates, params, hparams.eps, lrs
+            grads, exp_avg, state["bias_correction1"], sqrt_v_hat, updates, params, hparams.eps, lrs, scratch
         )
     lr_list = lrs.tolist()
     if not config.weight_decay_in_update:

@@ -173,23 +173,35 @@ class CharLMTask(Task):
 
 
 class CharLMFamily(TaskFamily):
-    """Small Moby-Dick character transformers of random width, depth, context, batch size and length (LHOPT)."""
+    """Small Moby-Dick character transformers of random width, depth, context, batch size and length (LHOPT); each
+    size is drawn from its tuple of choices (the defaults are lhopt-small's distribution)."""
 
     name = "char-lm"
 
-    def __init__(self, corpus: str = "moby-dick", steps: tuple[int, int] = (100, 400)) -> None:
+    def __init__(
+        self,
+        corpus: str = "moby-dick",
+        steps: tuple[int, int] = (100, 400),
+        d_models: tuple[int, ...] = (16, 32, 48),
+        layers: tuple[int, ...] = (1, 2),
+        heads: tuple[int, ...] = (1, 2, 4),
+        contexts: tuple[int, ...] = (16, 32),
+        batch_sizes: tuple[int, ...] = (16, 32),
+    ) -> None:
         self.corpus = corpus
         self.steps = steps
+        self.d_models, self.layers, self.heads = d_models, layers, heads
+        self.contexts, self.batch_sizes = contexts, batch_sizes
 
     def sample(self, generator: torch.Generator) -> Task:
         low, high = self.steps
         config = CharLMConfig(
             corpus=self.corpus,
-            d_model=choice(generator, (16, 32, 48)),
-            layers=choice(generator, (1, 2)),
-            heads=choice(generator, (1, 2, 4)),
-            context=choice(generator, (16, 32)),
-            batch_size=choice(generator, (16, 32)),
+            d_model=choice(generator, self.d_models),
+            layers=choice(generator, self.layers),
+            heads=choice(generator, self.heads),
+            context=choice(generator, self.contexts),
+            batch_size=choice(generator, self.batch_sizes),
             default_steps=int(torch.randint(low, high + 1, (1,), generator=generator)),
         )
         return CharLMTask(config)
