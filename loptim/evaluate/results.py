@@ -18,7 +18,7 @@ import numpy as np
 from loptim.evaluate.harness import Curve
 from loptim.evaluate.speedup import mean_curve, speedup
 from loptim.evaluate.timing import StepTimes
-from loptim.evaluate.tuning import atomic_write_text
+from loptim.io import atomic_write_text
 
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)

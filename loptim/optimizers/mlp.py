@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +30,7 @@ from loptim.features import (
 )
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
+from loptim.pretrained import load_learned, register_kind
 
 State = dict[str, Tensor]
 
@@ -36,6 +38,8 @@ State = dict[str, Tensor]
 @dataclass(frozen=True)
 class MLPConfig:
     """Architecture and output scaling; defaults from the paper and DESIGN.md."""
+
+    kind: ClassVar[str] = "mlp"  # the weights kind (loptim.pretrained)
 
     hidden: int = 32
     step_mult: float = 1e-3  # update = -step_mult * d * exp(exp_mult * m)
@@ -47,6 +51,10 @@ class MLPConfig:
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"MLPConfig.design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+
+    def build(self, generator: torch.Generator | None = None) -> MLPOptimizerNet:
+        """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
+        return MLPOptimizerNet(self, generator=generator)
 
 
 DESIGNS = ("metz2019", "generalist")
@@ -273,8 +281,6 @@ class MLPOptimizer(FlatOptimizer):
         nonfinite: str = "raise",
         total_steps: int = 0,
     ) -> None:
-        from loptim.pretrained import load_learned
-
         with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
             net = (
                 load_learned("mlp", weights) if weights else MLPOptimizerNet(generator=torch.Generator().manual_seed(0))
@@ -306,3 +312,10 @@ class MLPOptimizer(FlatOptimizer):
         return self.net.step_flat_eager(
             self.meta_params, self.flat_state, flat_grad, flat_param, plan, self.step_count, scratch
         )
+
+
+def _from_card(config: dict) -> MLPOptimizerNet:
+    return MLPOptimizerNet(MLPConfig(**config))
+
+
+register_kind("mlp", _from_card)
