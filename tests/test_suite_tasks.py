@@ -53,12 +53,12 @@ def test_metz_meta_training_runs_on_the_mixed_family(tmp_path):
     """One outer step of the Metz trainer over tiny-mixed tasks: the estimator differentiates through every kind
     of task (fused GRU/LSTM via functional_call included) and gives a finite meta-loss and gradient."""
     from loptim.meta.curriculum import TruncationCurriculum
-    from loptim.meta.metz import MetzTrainer
     from loptim.meta.recipes import MetzRecipe
+    from loptim.meta.trainer import MetaTrainer
 
     recipe = MetzRecipe(name="mixed", family="tiny-mixed", inner_steps=(20, 30), unrolls=4, epochs=1, eval_tasks=1,
                         curriculum=TruncationCurriculum(start=4, end=4, grow_epochs=1))  # fmt: skip
-    stats = MetzTrainer(recipe, tmp_path).train_epoch()
+    stats = MetaTrainer(recipe, tmp_path).train_epoch()
     assert math.isfinite(stats["meta_loss"]) and math.isfinite(stats["grad_norm"]) and stats["grad_norm"] > 0
 
 

@@ -18,7 +18,15 @@ import torch
 from torch import Tensor
 
 from loptim.meta.es import Params, combine_moments, mean_and_variance, sample_perturbations
-from loptim.meta.unroll import L2L_OBJECTIVE, METZ_OBJECTIVE, MetaObjective, Truncation, UnrollState, run_truncation
+from loptim.meta.unroll import (
+    L2L_OBJECTIVE,
+    METZ_OBJECTIVE,
+    MetaObjective,
+    Truncation,
+    UnrollState,
+    draw_truncation,
+    run_truncation,
+)
 from loptim.optimizers.core import LearnedOptimizerCore
 
 
@@ -111,8 +119,28 @@ def estimate_samples(
 
 
 class SampledEstimator:
-    """The estimator interface the trainers call (`estimate`), built from `sample` (one inner run, from its own seed)
-    and `reduce` (all samples, in global order)."""
+    """The estimator interface: `sample` (one inner run, from its own seed) and `reduce` (all samples, in global
+    order), `estimate` for a single process. An estimator may carry more than an `UnrollState` per inner run (PES:
+    two trajectories); `start`, `position`, `draw` and `alive` say how, and `trajectories` how many inner steps a
+    truncation step costs."""
+
+    trajectories = 1
+
+    def start(self, unroll: UnrollState, meta_params: Params) -> Any:
+        """The estimator's run object for a fresh inner run."""
+        return unroll
+
+    def position(self, run: Any) -> UnrollState:
+        """Where the run stands (step, total steps)."""
+        return run
+
+    def draw(self, run: Any, length: int, with_valid: bool) -> Truncation:
+        """The run's next truncation (its batches, drawn before any perturbation)."""
+        return draw_truncation(self.position(run), length, with_valid)
+
+    def alive(self, run: Any) -> bool:
+        """False once an inner run diverged: it restarts with a fresh task."""
+        return all(bool(torch.isfinite(p).all()) for p in self.position(run).params.values())
 
     def estimate(
         self,

@@ -3,6 +3,7 @@ differentiates or perturbs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -110,13 +111,17 @@ def run_truncation(
     truncation: Truncation,
     objective: MetaObjective = L2L_OBJECTIVE,
     second_order: bool = False,
+    losses: list[float] | None = None,
 ) -> tuple[Tensor, UnrollState]:
-    """Run the truncation's inner steps from `unroll`; return the meta-loss and the detached end state.
+    """Run the truncation's inner steps from `unroll`; return the meta-loss and the detached end state. This is
+    loptim's one inner training loop of a learned optimizer's core: meta-gradient estimators and evaluation runs
+    call it, and the harness (loptim.evaluate.harness) runs the same steps through the torch.optim shells.
 
     Differentiable in `meta_params` when grad is enabled. With `second_order` False each inner gradient is a
     constant (L2L's Figure 2 drops the gradient through the optimizee's gradient); with True the meta-gradient
     flows through it too (the full unrolled computation graph Metz et al. 2019 analyse, Sec. 2). The inner
-    optimizer only ever receives gradients of train batches.
+    optimizer only ever receives gradients of train batches. With `losses` (evaluation runs), each step's train
+    loss is appended to it and the run stops at the first one that is not finite.
     """
     differentiable = torch.is_grad_enabled()  # callers choose: backprop estimators enable grad, ES/PES disable it
     params = {k: v.detach().requires_grad_(True) for k, v in unroll.params.items()}
@@ -131,6 +136,10 @@ def run_truncation(
             loss = unroll.task.loss(params, batch)
             grads = torch.autograd.grad(loss, list(params.values()), retain_graph=differentiable,
                                         create_graph=second_order and differentiable)  # fmt: skip
+        if losses is not None:
+            losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                break
         if objective.split == "train":
             total, count = add(loss if differentiable else loss.detach()), count + 1
         params, state = lopt.update(meta_params, state, params, dict(zip(params, grads)), step=step,
@@ -145,3 +154,39 @@ def run_truncation(
     meta_loss = total if objective.reduce == "sum" else total / max(count, 1)
     end = replace(unroll, params={k: v.detach() for k, v in params.items()}, opt_state=detach_state(state), step=step)
     return meta_loss, end
+
+
+def final_train_loss(
+    lopt: LearnedOptimizerCore, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int
+) -> float:
+    """Train a fresh `task` for `steps` (no meta-graph): the mean minibatch loss over the last 10% of steps (the
+    'final training loss' of docs/design.md); inf if the run diverges."""
+    unroll = start_unroll(task, lopt, steps, seed)
+    losses: list[float] = []
+    with torch.no_grad():
+        run_truncation(lopt, meta_params, unroll, draw_truncation(unroll, steps, with_valid=False), losses=losses)
+    if not math.isfinite(losses[-1]):
+        return math.inf
+    tail = losses[-max(1, steps // 10) :]
+    return sum(tail) / len(tail)
+
+
+def evaluation_run(
+    lopt: LearnedOptimizerCore,
+    meta_params: dict[str, Tensor],
+    task: Task,
+    steps: int,
+    seed: int,
+    with_initial: bool = False,
+) -> tuple[float, float]:
+    """Train a fresh `task` for `steps` (no meta-graph, batches seeded per 100 steps as in meta-training): (final
+    validation loss, initial validation loss if `with_initial` else nan); the final loss is inf if it diverged."""
+    unroll = start_seeded_unroll(task, lopt, steps, seed)
+    initial = task.evaluate(unroll.params, "valid", metrics=False)["loss"] if with_initial else math.nan
+    with torch.no_grad():
+        while not unroll.done:
+            _, unroll = run_truncation(lopt, meta_params, unroll, draw_truncation(unroll, 100, with_valid=False))
+            if not all(bool(torch.isfinite(p).all()) for p in unroll.params.values()):
+                return math.inf, initial
+    loss = task.evaluate(unroll.params, "valid", metrics=False)["loss"]
+    return (loss if math.isfinite(loss) else math.inf), initial
