@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from loptim.inner import Params, train_steps
 from loptim.optimizers.core import LearnedOptimizerCore
 from loptim.tasks.base import Task
 
@@ -131,26 +132,27 @@ def run_truncation(
     def add(term: Tensor) -> Tensor:  # summed in step order, so L2L's sum is what it always was
         return total + (term if objective.clip is None else torch.clamp(term, max=objective.clip))
 
-    for t, batch in enumerate(truncation.train):
-        with torch.enable_grad():
-            loss = unroll.task.loss(params, batch)
-            grads = torch.autograd.grad(loss, list(params.values()), retain_graph=differentiable,
-                                        create_graph=second_order and differentiable)  # fmt: skip
+    def update(step: int, params: Params, grads: Params, loss: Tensor) -> Params:
+        nonlocal state
+        grads = {k: torch.zeros_like(params[k]) if g is None else g for k, g in grads.items()}
+        params, state = lopt.update(meta_params, state, params, grads, step=step, total_steps=unroll.total_steps,
+                                    differentiable=differentiable)  # fmt: skip
+        return params
+
+    steps = train_steps(unroll.task, params, truncation.train, update, start_step=step, differentiable=differentiable,
+                        second_order=second_order, stop_at_nonfinite=losses is not None)  # fmt: skip
+    for t, (_, loss, params) in enumerate(steps):
         if losses is not None:
             losses.append(float(loss.detach()))
             if not math.isfinite(losses[-1]):
                 break
         if objective.split == "train":
             total, count = add(loss if differentiable else loss.detach()), count + 1
-        params, state = lopt.update(meta_params, state, params, dict(zip(params, grads)), step=step,
-                                    total_steps=unroll.total_steps, differentiable=differentiable)  # fmt: skip
         if objective.split == "valid":
             if truncation.valid is None:
                 raise ValueError("a validation objective needs a truncation drawn with valid batches")
             total, count = add(unroll.task.loss(params, truncation.valid[t])), count + 1
         step += 1
-        if not differentiable:
-            params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
     meta_loss = total if objective.reduce == "sum" else total / max(count, 1)
     end = replace(unroll, params={k: v.detach() for k, v in params.items()}, opt_state=detach_state(state), step=step)
     return meta_loss, end
