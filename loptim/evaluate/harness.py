@@ -37,7 +37,7 @@ class Curve:
     diverged: bool = False
 
     def final_train_loss(self) -> float:
-        """Mean minibatch training loss over the last 10% of steps (DESIGN.md: 'final training loss')."""
+        """Mean minibatch training loss over the last 10% of steps (docs/design.md, evaluation protocol)."""
         tail = self.train_loss[-max(1, len(self.train_loss) // 10) :]
         return sum(tail) / len(tail) if tail else math.nan
 
@@ -54,8 +54,8 @@ class Curve:
 
 
 def validation_steps(steps: int, points: int = 20) -> list[int]:
-    """Every step for runs of <= 100 steps, else `points` + 1 evenly spaced steps including 0 and the end (DESIGN:
-    at least 20 validations per run; each costs a pass over the validation split, the bulk of a CNN run here)."""
+    """Every step for runs of <= 100 steps, else `points` + 1 evenly spaced steps including 0 and the end
+    (docs/design.md, evaluation protocol; each validation is a pass over the validation split)."""
     if steps <= 100:
         return list(range(steps + 1))
     return sorted({round(i * steps / points) for i in range(points + 1)})

@@ -45,7 +45,7 @@ class L2LRecipe:
     horizon: int = 100
     truncation: int = 20
     epochs: int = 1000
-    meta_lr: float = 3e-3  # paper: random search; official code 1e-3; 3e-3 reached the result here (DESIGN.md)
+    meta_lr: float = 3e-3  # paper: random search; official code 1e-3; 3e-3: docs/design.md, L2L deviations
     clip_norm: float = 1.0  # not in the paper: clipping the meta-gradient at norm 1 kept the probe run stable
     eval_every: int = 25
     eval_runs: int = 8
@@ -93,7 +93,7 @@ class MetzRecipe:
     sigma: float = 0.01
     objective: str = "valid"  # "valid" | "train"
     loss_clip: float | None = 10.0  # per-step min(L, 10) of the official code
-    second_order: bool = False  # True: backprop through the inner gradients too (1.6-3x the cost per step here)
+    second_order: bool = False  # True: backprop through the inner gradients too (docs/design.md, performance facts)
     curriculum: TruncationCurriculum = field(default_factory=lambda: TruncationCurriculum(10, 25, 300))
     epochs: int = 600
     meta_lr: float = 1e-3

@@ -34,7 +34,7 @@ class LSTMConfig:
     preprocess: str = "log-sign"  # "log-sign": paper's (log|g|/p, sign g) with p = 10; "none": raw gradient
     p: float = 10.0
     output_scale: float = 0.1
-    chunk: int = 4096  # coordinates per chunk in the eager path (2K-8K measured best here; 16K was 1.4x slower)
+    chunk: int = 4096  # coordinates per chunk in the eager path (docs/design.md, performance facts)
 
     def build(self, generator: torch.Generator | None = None) -> LSTMOptimizerNet:
         """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
@@ -61,8 +61,8 @@ def lstm_chunk(
 ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
     """Two LSTM layers on a chunk, feature-major: x (inputs, C), states (units, C); returns out (C,).
 
-    One GEMM per layer over [input; hidden] stacked (the copy is cheap next to the GEMM, and a K=2 GEMM alone ran
-    slower than the K=22 one here).
+    One GEMM per layer over [input; hidden] stacked (the copy is cheap next to the GEMM, and a K=2 GEMM alone is
+    slower than the K=22 one: docs/design.md, performance facts).
     """
     h1, c1, h2, c2 = state
     i, f, o, g = _sigmoid_tanh(torch.addmm(weights["b1"], weights["w1"], torch.cat((x, h1))), units)
@@ -110,7 +110,7 @@ class LSTMOptimizerNet(nn.Module):
         return dict(self.named_parameters())
 
     def init_state(self, params: dict[str, Tensor]) -> State:
-        """Zero LSTM state for every coordinate of `params` (DESIGN.md interface), in the parameters' dtype."""
+        """Zero LSTM state for every coordinate of `params` (LearnedOptimizerCore), in the parameters' dtype."""
         first = next(iter(params.values()))
         return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype, device=first.device)
 

@@ -19,7 +19,7 @@ from loptim.tasks.registry import FAMILIES, TASKS
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 # Per-data-set pixel statistics of the training images, used to standardize CNN inputs.
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
-EVAL_CHUNK = 1000  # narrow matmuls over 1K rows ran ~1.6x faster than over 5K here (cache-resident)
+EVAL_CHUNK = 1000  # narrow matmuls over 1K rows stay cache-resident (docs/design.md, performance facts)
 
 
 def load_images(dataset: str) -> ImageSplits:
@@ -107,8 +107,8 @@ class ImageTask(Task):
 
 
 class ColumnBatch(NamedTuple):
-    """Images flattened feature-major, (784, N) contiguous: the first layer becomes one W^T @ X GEMM, which ran
-    1.6x faster than X @ W for N = 1,000 here. Used for the MLPs' evaluation sets (validated every step)."""
+    """Images flattened feature-major, (784, N) contiguous: the first layer becomes one W^T @ X GEMM, faster
+    than X @ W (docs/design.md, performance facts). Used for the MLPs' evaluation sets (validated every step)."""
 
     columns: Tensor
     labels: Tensor

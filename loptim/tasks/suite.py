@@ -1,6 +1,7 @@
-"""The held-out suite (issue 14): 12 core tasks on suite data across 5 modalities, a large tier, and the
-meta-validation tasks. Every task's data set is in the partition (loptim.tasks.partition); sizes were chosen so a
-core run with Adam takes at most ~30 s on one thread, validation included (benchmarks/tasks/time_tasks.py)."""
+"""The held-out suite (docs/data.md, the suite tasks): 12 core tasks on suite data across 5 modalities, a large
+tier, and the meta-validation tasks. Every task's data set is in the partition (loptim.tasks.partition); sizes were
+chosen so a core run with Adam takes at most ~30 s on one thread, validation included
+(benchmarks/tasks/time_tasks.py)."""
 
 from __future__ import annotations
 

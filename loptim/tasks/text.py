@@ -42,7 +42,7 @@ def load_corpus(corpus: str) -> TextSplits:
 
 @dataclass(frozen=True)
 class CharLMConfig:
-    """A next-character transformer; sizes scaled down to this machine's CPU budget (DESIGN.md, LHOPT tasks)."""
+    """A next-character transformer, sized for a CPU budget (LHOPT meta-trains on small transformer LMs)."""
 
     corpus: str = "moby-dick"
     d_model: int = 32

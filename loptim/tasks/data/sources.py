@@ -1,6 +1,6 @@
 """Where each data set comes from, how to install its package, and the on-disk cache of parsed tensors.
 
-Every data set ships inside a package (pip, apt or npm; see DATA.md): nothing downloads at run time. The installer
+Every data set ships inside a package (pip, apt or npm; see docs/data.md): nothing downloads at run time. The installer
 (`loptim data install NAME`) and the loaders agree on where the package files are through `data_files`.
 """
 
