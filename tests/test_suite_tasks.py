@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loptim.tasks import get_family, get_task
-from loptim.tasks.image import MLPConfig, MLPTask
+from loptim.tasks.image import ImageMLPConfig, MLPTask
 from loptim.tasks.resnet import ResNetConfig, ResNetTask
 from loptim.tasks.suite import META_VALID_TASKS, SUITE_CORE
 
@@ -83,4 +83,4 @@ def test_resnet_starts_as_identity_blocks_and_pooled_images_shrink_the_mlp():
     images = torch.randn(3, 28, 28)
     zeroed = {k: torch.zeros_like(v) if "conv1" in k else v for k, v in params.items()}
     assert torch.allclose(task.logits(params, images), task.logits(zeroed, images)), "branches start at zero"
-    assert MLPTask(MLPConfig(hidden=(8,), pool=2)).num_params() == 14 * 14 * 8 + 8 + 8 * 10 + 10
+    assert MLPTask(ImageMLPConfig(hidden=(8,), pool=2)).num_params() == 14 * 14 * 8 + 8 + 8 * 10 + 10

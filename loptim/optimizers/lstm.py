@@ -17,10 +17,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
 from loptim.pretrained import load_learned, register_kind
 
-State = dict[str, Tensor]
 GPU_CHUNK = 1 << 20  # coordinates per chunk on an accelerator: few kernel launches, gate buffers of ~320 MB
 
 

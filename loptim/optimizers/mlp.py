@@ -30,10 +30,9 @@ from loptim.features import (
     time_features,
 )
 from loptim.optimizers import mlp_generalist as generalist
+from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
 from loptim.pretrained import load_learned, register_kind
-
-State = dict[str, Tensor]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from loptim.tasks.base import Batch, Params, Task, TaskFamily, check_split, choice
+from loptim.tasks.base import Batch, Params, Task, TaskFamily, check_split, uniform_choice
 from loptim.tasks.data.base import TextSplits
 from loptim.tasks.registry import FAMILIES, TASKS
 
@@ -185,11 +185,11 @@ class CharLMFamily(TaskFamily):
         low, high = self.steps
         config = CharLMConfig(
             corpus=self.corpus,
-            d_model=choice(generator, (16, 32, 48)),
-            layers=choice(generator, (1, 2)),
-            heads=choice(generator, (1, 2, 4)),
-            context=choice(generator, (16, 32)),
-            batch_size=choice(generator, (16, 32)),
+            d_model=uniform_choice(generator, (16, 32, 48)),
+            layers=uniform_choice(generator, (1, 2)),
+            heads=uniform_choice(generator, (1, 2, 4)),
+            context=uniform_choice(generator, (16, 32)),
+            batch_size=uniform_choice(generator, (16, 32)),
             default_steps=int(torch.randint(low, high + 1, (1,), generator=generator)),
         )
         return CharLMTask(config)
