@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from loptim.meta.es import Params, combine_moments, mean_and_variance, sample_perturbations
+from loptim.meta.es import Params, antithetic_estimate, combine_moments, mean_and_variance, sample_perturbations
 from loptim.meta.unroll import (
     L2L_OBJECTIVE,
     METZ_OBJECTIVE,
@@ -220,7 +220,7 @@ class SmoothedEstimator(SampledEstimator):
             difference = sample.plus - sample.minus
             if math.isfinite(difference):
                 eps = perturbation(meta_params, self.sigma, sample.seed)
-                es_samples.append({k: difference * e / (2 * self.sigma**2) for k, e in eps.items()})
+                es_samples.append(antithetic_estimate(difference, eps, self.sigma))
             rp_samples += sample.grads
         stats = {"meta_loss": sum(0.5 * (s.plus + s.minus) for s in samples) / len(samples)}
         es = mean_and_variance(es_samples) if len(es_samples) > 1 else None  # a variance needs 2 samples

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from loptim.meta.es import Params, mean_and_variance
 from loptim.meta.estimators import Sample, SampledEstimator, perturbation
-from loptim.meta.unroll import MetaObjective, Truncation, UnrollState, _stream, run_truncation
+from loptim.meta.unroll import MetaObjective, Truncation, UnrollState, run_truncation, seeded_batches
 from loptim.optimizers.core import LearnedOptimizerCore
 
 DIVERGED_LOG_RATIO = math.log(10.0)  # a truncation whose loss is not finite scores as 10x its run's initial loss
@@ -71,7 +71,7 @@ class PES(SampledEstimator):
     def start(self, unroll: UnrollState, meta_params: Params) -> PESRun:
         """Both trajectories from `unroll`; the loss the run starts from, on a validation batch of its own."""
         with torch.no_grad():
-            batch = next(_stream(unroll, "valid", 3))
+            batch = next(seeded_batches(unroll, "valid", 3))
             initial = float(unroll.task.loss(unroll.params, batch))
         return start_run(unroll, meta_params, initial)
 

@@ -70,7 +70,8 @@ class Truncation:
         return len(self.train)
 
 
-def _stream(unroll: UnrollState, split: str, offset: int) -> Iterator[Any]:
+def seeded_batches(unroll: UnrollState, split: str, offset: int) -> Iterator[Any]:
+    """Batches of `split` from a generator seeded by (the run's seed, its step, `offset`): data, not state."""
     seed = ((unroll.seed * 1_000_003 + unroll.step) * 4 + offset) % (2**63 - 1)
     return unroll.task.batches(split, torch.Generator().manual_seed(seed))
 
@@ -78,11 +79,11 @@ def _stream(unroll: UnrollState, split: str, offset: int) -> Iterator[Any]:
 def draw_truncation(unroll: UnrollState, length: int, with_valid: bool) -> Truncation:
     """The next `length` train batches (and as many valid batches), clipped at the end of the inner run."""
     length = min(length, unroll.total_steps - unroll.step)
-    train_stream = unroll.batches if unroll.batches is not None else _stream(unroll, "train", 1)
+    train_stream = unroll.batches if unroll.batches is not None else seeded_batches(unroll, "train", 1)
     train = [next(train_stream) for _ in range(length)]
     valid = None
     if with_valid:
-        valid_stream = unroll.valid_batches if unroll.valid_batches is not None else _stream(unroll, "valid", 2)
+        valid_stream = unroll.valid_batches if unroll.valid_batches is not None else seeded_batches(unroll, "valid", 2)
         valid = [next(valid_stream) for _ in range(length)]
     return Truncation(train, valid)
 
