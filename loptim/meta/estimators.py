@@ -54,7 +54,7 @@ def backprop_truncation(
     second_order: bool,
 ) -> tuple[Tensor, Params, UnrollState]:
     """(meta-loss, its gradient in `leaves`, end state) of one truncation."""
-    loss, end = run_truncation(lopt, leaves, unroll, truncation, objective, second_order)
+    loss, end = run_truncation(lopt, leaves, unroll, truncation, objective, second_order, differentiable=True)
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     grads = {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(leaves.items(), grads)}
     return loss.detach(), grads, end

@@ -114,18 +114,19 @@ def run_truncation(
     objective: MetaObjective = L2L_OBJECTIVE,
     second_order: bool = False,
     losses: list[float] | None = None,
+    *,
+    differentiable: bool = False,
 ) -> tuple[Tensor, UnrollState]:
-    """Run the truncation's inner steps from `unroll`; return the meta-loss and the detached end state. This is
-    loptim's one inner training loop of a learned optimizer's core: meta-gradient estimators and evaluation runs
-    call it, and the harness (loptim.evaluate.harness) runs the same steps through the torch.optim shells.
+    """Run the truncation's inner steps from `unroll` with a learned optimizer's core, through loptim's one inner
+    training loop (loptim.inner.train_steps); return the meta-loss and the detached end state.
 
-    Differentiable in `meta_params` when grad is enabled. With `second_order` False each inner gradient is a
+    Differentiable in `meta_params` when `differentiable` (backprop estimators; ES, PES and evaluation runs leave it
+    off, and the core takes its fast path). With `second_order` False each inner gradient is a
     constant (L2L's Figure 2 drops the gradient through the optimizee's gradient); with True the meta-gradient
     flows through it too (the full unrolled computation graph Metz et al. 2019 analyse, Sec. 2). The inner
     optimizer only ever receives gradients of train batches. With `losses` (evaluation runs), each step's train
     loss is appended to it and the run stops at the first one that is not finite.
     """
-    differentiable = torch.is_grad_enabled()  # callers choose: backprop estimators enable grad, ES/PES disable it
     params = {k: v.detach().requires_grad_(True) for k, v in unroll.params.items()}
     state, step = unroll.opt_state, unroll.step
     total, count = torch.zeros(()), 0
