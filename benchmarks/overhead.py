@@ -3,7 +3,8 @@ this machine's fp32 matmul peak (2048^3) measured in the same run. Medians over 
 
     python benchmarks/overhead.py [--reps 7] [--threads N]
 
-Writes benchmarks/results/overhead.json (schema in DESIGN.md) and prints the table. A benchmark, not a test.
+Writes benchmarks/results/overhead.json (schema in docs/design.md, evaluation protocol) and prints the table.
+A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ RESULTS = Path(__file__).parent / "results" / "overhead.json"
 # a whole interval of a 512-step, 32-decision run, and the row reports the mean step of it (amortized).
 LHOPT_INTERVAL = 16
 LSTM_FLOPS_PER_COORDINATE = 2 * 80 * 22 + 2 * 80 * 40 + 2 * 20  # gate GEMMs of both layers + output = 9,960
-MLP_FLOPS_PER_COORDINATE = 2 * (10 * 32 + 32 * 32 + 32 * 2)  # 2,816 (DESIGN.md; time features are a bias)
+MLP_FLOPS_PER_COORDINATE = 2 * (10 * 32 + 32 * 32 + 32 * 2)  # 2,816 (docs/design.md; time features are a bias)
 SIZES = {"100K": (784, 128), "800K": (784, 1024)}  # MLP 784 -> width -> 10
 
 

@@ -49,15 +49,14 @@ def outer_steps_per_epoch(trainer: object) -> int:
 def worker(kind: str, recipe_name: str, changes: dict, warmup: int, timed: int, out: Path) -> None:
     """One rank (or the single process): warm up, time `timed` epochs, rank 0 writes the result as JSON."""
     from loptim.meta import distributed as dist
-    from loptim.meta.metz import MetzTrainer
     from loptim.meta.recipes import RECIPES
-    from loptim.meta.trainer import L2LTrainer
+    from loptim.meta.trainer import MetaTrainer
 
     created = dist.init_from_env()
     try:
         recipe = dataclasses.replace(RECIPES.get(recipe_name), **changes)
         with tempfile.TemporaryDirectory() as directory:
-            trainer = {"lstm": L2LTrainer, "mlp": MetzTrainer}[kind](recipe, Path(directory))
+            trainer = MetaTrainer(recipe, Path(directory))
             for _ in range(warmup):
                 trainer.train_epoch()
                 trainer.epoch += 1

@@ -119,24 +119,22 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _meta_train(args: argparse.Namespace) -> None:
     from loptim.meta import distributed as dist
-    from loptim.meta.generalist import GeneralistTrainer
     from loptim.meta.lhopt_trainer import LHOPTTrainer
-    from loptim.meta.metz import MetzTrainer
-    from loptim.meta.recipes import RECIPES, GeneralistRecipe, L2LRecipe, LHOPTRecipe, MetzRecipe
-    from loptim.meta.trainer import L2LTrainer
+    from loptim.meta.parts import CarriedRuns
+    from loptim.meta.recipes import RECIPES, LHOPTRecipe
+    from loptim.meta.trainer import MetaTrainer
 
     recipe = RECIPES.get(args.recipe)
-    trainers = {
-        L2LRecipe: ("lstm", L2LTrainer),
-        MetzRecipe: ("mlp", MetzTrainer),
-        GeneralistRecipe: ("mlp", GeneralistTrainer),
-        LHOPTRecipe: ("lhopt", LHOPTTrainer),
-    }
-    kind, trainer_type = trainers[type(recipe)]
-    if kind != args.optimizer:
-        known = ", ".join(n for n in RECIPES.names() if trainers[type(RECIPES.get(n))][0] == args.optimizer)
+
+    def kind_of(recipe: object) -> str:
+        return "lhopt" if isinstance(recipe, LHOPTRecipe) else recipe.core.kind
+
+    if kind_of(recipe) != args.optimizer:
+        known = ", ".join(n for n in RECIPES.names() if kind_of(RECIPES.get(n)) == args.optimizer)
         raise LoptimError(f"recipe '{args.recipe}' does not train '{args.optimizer}'; its recipes: {known}")
-    if args.campaign is not None and trainer_type is not GeneralistTrainer:
+    trainer_type = LHOPTTrainer if isinstance(recipe, LHOPTRecipe) else MetaTrainer
+    runs = None if isinstance(recipe, LHOPTRecipe) else recipe.parts().runs
+    if args.campaign is not None and not (isinstance(runs, CarriedRuns) and not runs.in_checkpoint):
         raise LoptimError("--campaign applies to recipes whose trainer writes compact campaign checkpoints")
     if args.seed is not None:
         recipe = dataclasses.replace(recipe, seed=args.seed)

@@ -19,11 +19,10 @@ import torch
 from loptim.cli import main
 from loptim.meta import distributed as dist
 from loptim.meta.lhopt_trainer import LHOPTTrainer
-from loptim.meta.metz import MetzTrainer
 from loptim.meta.recipes import RECIPES
-from loptim.meta.trainer import L2LTrainer
+from loptim.meta.trainer import MetaTrainer
 
-TRAINERS = {"lstm": L2LTrainer, "mlp": MetzTrainer, "lhopt": LHOPTTrainer}
+TRAINERS = {"lstm": MetaTrainer, "mlp": MetaTrainer, "lhopt": LHOPTTrainer}
 DIED_EXIT_CODE = 3
 
 

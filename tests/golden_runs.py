@@ -8,9 +8,8 @@ import torch
 from torch import nn
 
 import loptim
-from loptim.meta.metz import MetzTrainer
 from loptim.meta.recipes import RECIPES
-from loptim.meta.trainer import L2LTrainer
+from loptim.meta.trainer import MetaTrainer
 from loptim.pretrained import available
 
 SHIPPED_KINDS = {"lstm-mnist": "lstm", "lstm-quadratic": "lstm", "mlp-mnist": "mlp", "lhopt-small": "lhopt"}
@@ -19,8 +18,8 @@ SHIPPED_KINDS = {"lstm-mnist": "lstm", "lstm-quadratic": "lstm", "mlp-mnist": "m
 def meta_training(out: Path) -> dict[str, dict[str, torch.Tensor]]:
     """Meta-parameters after 3 epochs of `lstm-mnist` and 3 outer steps of `mlp-mnist`, on one thread."""
     results = {}
-    for name, trainer_type in (("lstm-mnist", L2LTrainer), ("mlp-mnist", MetzTrainer)):
-        trainer = trainer_type(RECIPES.get(name), out / name)
+    for name in ("lstm-mnist", "mlp-mnist"):
+        trainer = MetaTrainer(RECIPES.get(name), out / name)
         trainer.run(progress=False, stop_at_epoch=3, command="golden")
         results[name] = {k: v.detach().clone() for k, v in trainer.meta.items()}
     return results

@@ -2,14 +2,9 @@
 answers."""
 
 import torch
+from es_objectives import antithetic_samples, inverse_variance_combine, reparameterization_samples
 
-from loptim.meta.es import (
-    antithetic_samples,
-    inverse_variance_combine,
-    mean_and_variance,
-    reparameterization_samples,
-    sample_perturbations,
-)
+from loptim.meta.es import mean_and_variance, sample_perturbations
 
 SIGMA = 0.01
 

@@ -5,8 +5,9 @@ antithetic pair cancels what it should exactly."""
 import math
 
 import torch
+from es_objectives import antithetic_samples
 
-from loptim.meta.es import antithetic_samples, sample_perturbations
+from loptim.meta.es import sample_perturbations
 from loptim.meta.estimators import SmoothedEstimator, TruncatedBackprop
 from loptim.meta.unroll import MetaObjective, Truncation, UnrollState, draw_truncation, run_truncation
 from loptim.tasks.base import Task

@@ -8,8 +8,8 @@ from dataclasses import replace
 import torch
 
 import loptim
-from loptim.meta.generalist import GeneralistTrainer
 from loptim.meta.recipes import RECIPES
+from loptim.meta.trainer import MetaTrainer
 from loptim.optimizers.mlp import MLPOptimizerNet, generalist_config
 from loptim.pretrained import save_learned
 from loptim.tasks import get_task
@@ -69,27 +69,27 @@ def test_a_reparameterized_task_has_the_same_losses_and_scaled_gradients():
 def test_campaign_checkpoint_is_compact_logged_and_resumable(tmp_path):
     torch.set_num_threads(1)
     recipe = RECIPES.get("tiny-generalist")
-    trainer = GeneralistTrainer(recipe, tmp_path / "run", campaign=tmp_path / "campaign")
+    trainer = MetaTrainer(recipe, tmp_path / "run", campaign=tmp_path / "campaign")
     trainer.run(progress=False, stop_at_epoch=4, command="test")
     compact = tmp_path / "campaign" / "checkpoint.pt"
     assert compact.stat().st_size < 1_000_000
     log = (tmp_path / "campaign" / "log.jsonl").read_text().splitlines()
-    steps = [line for line in log if '"meta_loss"' in line]
-    assert len(steps) == 4 and '"experience"' in steps[-1] and any('"eval_score"' in line for line in log)
-    fresh = GeneralistTrainer(recipe, tmp_path / "elsewhere", campaign=tmp_path / "campaign")
+    assert [line.count('"meta_loss"') for line in log] == [1, 1, 1, 0, 1]  # 4 epochs and the evaluation after 3
+    assert '"eval_score"' in log[3] and '"experience"' in log[-1]
+    fresh = MetaTrainer(recipe, tmp_path / "elsewhere", campaign=tmp_path / "campaign")
     fresh.resume(compact)  # a new machine: only the committed campaign folder
     assert fresh.epoch == 4 and fresh.experience == trainer.experience
     for k, v in trainer.meta.items():
         assert torch.equal(v, fresh.meta[k])
     fresh.run(progress=False, command="test")
     log = (tmp_path / "campaign" / "log.jsonl").read_text().splitlines()
-    assert fresh.epoch == recipe.epochs and len([line for line in log if '"meta_loss"' in line]) == 6
+    assert fresh.epoch == recipe.epochs and sum('"meta_loss"' in line for line in log) == 6
 
 
 def test_generalist_recipe_meta_trains_on_augmented_mixtures():
     recipe = replace(RECIPES.get("mlp-generalist"), slots=1)
-    trainer = GeneralistTrainer(recipe, "unused")
-    tasks = [trainer.family.sample(torch.Generator().manual_seed(seed)) for seed in range(40)]
+    trainer = MetaTrainer(recipe, "unused")
+    tasks = [trainer.tasks.family.sample(torch.Generator().manual_seed(seed)) for seed in range(40)]
     assert any(isinstance(t, ReparameterizedTask) for t in tasks)
     assert any(not isinstance(t, ReparameterizedTask) for t in tasks)
     assert {part_of(t.data_source) for t in tasks} == {"meta-train"}

@@ -7,7 +7,7 @@ import torch
 
 from loptim.meta.estimators import TruncatedBackprop
 from loptim.meta.recipes import RECIPES
-from loptim.meta.trainer import L2LTrainer
+from loptim.meta.trainer import MetaTrainer
 from loptim.meta.unroll import UnrollState, draw_truncation
 from loptim.optimizers.lstm import LSTMOptimizerNet
 from loptim.tasks.quadratic import QuadraticConfig, QuadraticTask
@@ -115,7 +115,7 @@ def _tiny(epochs):
 
 def test_meta_training_lowers_the_meta_loss(tmp_path):
     torch.set_num_threads(1)
-    trainer = L2LTrainer(dataclasses.replace(_tiny(40), eval_every=1000), tmp_path)
+    trainer = MetaTrainer(dataclasses.replace(_tiny(40), eval_every=1000), tmp_path)
     before = trainer.evaluate()
     trainer.run(progress=False)
     after = trainer.evaluate()
@@ -124,12 +124,12 @@ def test_meta_training_lowers_the_meta_loss(tmp_path):
 
 def test_resume_after_interruption_is_bit_for_bit(tmp_path):
     torch.set_num_threads(1)
-    whole = L2LTrainer(_tiny(6), tmp_path / "whole")
+    whole = MetaTrainer(_tiny(6), tmp_path / "whole")
     whole.run(progress=False)
 
-    first = L2LTrainer(_tiny(6), tmp_path / "split")
+    first = MetaTrainer(_tiny(6), tmp_path / "split")
     assert not first.run(progress=False, stop_at_epoch=3)
-    second = L2LTrainer(_tiny(6), tmp_path / "split")
+    second = MetaTrainer(_tiny(6), tmp_path / "split")
     second.resume()
     assert second.epoch == 3
     assert second.run(progress=False)

@@ -6,8 +6,8 @@ import dataclasses
 import torch
 
 from loptim.meta.curriculum import TruncationCurriculum
-from loptim.meta.metz import MetzTrainer
 from loptim.meta.recipes import RECIPES
+from loptim.meta.trainer import MetaTrainer
 
 
 def test_curriculum_grows_linearly_with_bounded_jitter():
@@ -23,12 +23,12 @@ def _tiny(**changes):
 
 
 def test_resume_with_inner_runs_in_flight_is_bit_for_bit(tmp_path):
-    whole = MetzTrainer(_tiny(), tmp_path / "whole")
+    whole = MetaTrainer(_tiny(), tmp_path / "whole")
     whole.run(progress=False)
-    first = MetzTrainer(_tiny(), tmp_path / "split")
+    first = MetaTrainer(_tiny(), tmp_path / "split")
     assert not first.run(progress=False, stop_at_epoch=4)
-    assert any(slot is not None and 0 < slot["step"] < slot["total_steps"] for slot in first.slots)
-    second = MetzTrainer(_tiny(), tmp_path / "split")
+    assert any(slot is not None and 0 < slot.step < slot.total_steps for slot in first.slots)
+    second = MetaTrainer(_tiny(), tmp_path / "split")
     second.resume()
     assert second.run(progress=False)
     for k in whole.meta:
@@ -40,7 +40,7 @@ def test_resume_with_inner_runs_in_flight_is_bit_for_bit(tmp_path):
 def test_each_estimator_lowers_the_tiny_meta_loss(tmp_path):
     for mode in ("combined", "es", "rp"):
         recipe = _tiny(estimator=mode, epochs=40, eval_every=40, meta_lr=3e-2)
-        trainer = MetzTrainer(recipe, tmp_path / mode)
+        trainer = MetaTrainer(recipe, tmp_path / mode)
         before = trainer.evaluate()
         trainer.run(progress=False)
         assert trainer.evaluate() < 0.9 * before, mode

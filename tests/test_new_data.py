@@ -1,4 +1,4 @@
-"""The data sets added for the held-out suite and meta-training (issue 14), on the real installed packages: counts,
+"""The data sets added for the held-out suite and meta-training (docs/data.md), on the real installed packages: counts,
 shapes, known first records, standardization by the train split, and disjoint deterministic splits."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch
 
 from loptim.errors import SuiteDataError, UnknownNameError
 from loptim.meta.recipes import RECIPES, L2LRecipe
-from loptim.meta.trainer import L2LTrainer
+from loptim.meta.trainer import MetaTrainer
 from loptim.tasks import FAMILIES, TASKS, get_family, get_task
 from loptim.tasks.data.sources import SOURCES
 from loptim.tasks.image import ImageMLPFamily
@@ -81,17 +81,17 @@ def test_check_meta_trainable_refuses_suite_data_in_one_line():
 
 def test_l2l_meta_training_refuses_a_suite_task(tmp_path):
     with pytest.raises(SuiteDataError, match="fashion-mnist"):
-        L2LTrainer(L2LRecipe(name="bad", task="fashion-mlp", epochs=1), tmp_path)
+        MetaTrainer(L2LRecipe(name="bad", task="fashion-mlp", epochs=1), tmp_path)
     assert not list(tmp_path.iterdir()), "nothing is written before the refusal"
 
 
 def test_metz_meta_training_refuses_a_family_that_draws_suite_data(tmp_path):
-    from loptim.meta.metz import MetzTrainer
+    from loptim.meta.trainer import MetaTrainer
 
-    trainer = MetzTrainer(RECIPES.get("tiny-metz"), tmp_path)
-    trainer.family = ImageMLPFamily(dataset="fashion-mnist")
+    trainer = MetaTrainer(RECIPES.get("tiny-metz"), tmp_path)
+    trainer.tasks.family = ImageMLPFamily(dataset="fashion-mnist")
     with pytest.raises(SuiteDataError, match="fashion-mnist"):
-        trainer.task(123)
+        trainer.tasks.task(123)
     with pytest.raises(SuiteDataError, match="fashion-mnist"):
         trainer.evaluate()
 

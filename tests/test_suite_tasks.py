@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loptim.tasks import get_family, get_task
-from loptim.tasks.image import MLPConfig, MLPTask
+from loptim.tasks.image import ImageMLPConfig, MLPTask
 from loptim.tasks.resnet import ResNetConfig, ResNetTask
 from loptim.tasks.suite import META_VALID_TASKS, SUITE_CORE
 
@@ -53,12 +53,12 @@ def test_metz_meta_training_runs_on_the_mixed_family(tmp_path):
     """One outer step of the Metz trainer over tiny-mixed tasks: the estimator differentiates through every kind
     of task (fused GRU/LSTM via functional_call included) and gives a finite meta-loss and gradient."""
     from loptim.meta.curriculum import TruncationCurriculum
-    from loptim.meta.metz import MetzTrainer
     from loptim.meta.recipes import MetzRecipe
+    from loptim.meta.trainer import MetaTrainer
 
     recipe = MetzRecipe(name="mixed", family="tiny-mixed", inner_steps=(20, 30), unrolls=4, epochs=1, eval_tasks=1,
                         curriculum=TruncationCurriculum(start=4, end=4, grow_epochs=1))  # fmt: skip
-    stats = MetzTrainer(recipe, tmp_path).train_epoch()
+    stats = MetaTrainer(recipe, tmp_path).train_epoch()
     assert math.isfinite(stats["meta_loss"]) and math.isfinite(stats["grad_norm"]) and stats["grad_norm"] > 0
 
 
@@ -83,4 +83,4 @@ def test_resnet_starts_as_identity_blocks_and_pooled_images_shrink_the_mlp():
     images = torch.randn(3, 28, 28)
     zeroed = {k: torch.zeros_like(v) if "conv1" in k else v for k, v in params.items()}
     assert torch.allclose(task.logits(params, images), task.logits(zeroed, images)), "branches start at zero"
-    assert MLPTask(MLPConfig(hidden=(8,), pool=2)).num_params() == 14 * 14 * 8 + 8 + 8 * 10 + 10
+    assert MLPTask(ImageMLPConfig(hidden=(8,), pool=2)).num_params() == 14 * 14 * 8 + 8 + 8 * 10 + 10

@@ -4,7 +4,7 @@
 
 Each row is one `loptim bench` run (its equivalent command is printed and stored); results and plots go to
 benchmarks/l2l/results/ROW/, and the markdown table to benchmarks/l2l/results/table.md. Baselines are tuned by
-final training loss, as the paper compared training-loss curves (DESIGN.md, "Tuning and the speedup").
+final training loss, as the paper compared training-loss curves (docs/design.md, evaluation protocol).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from loptim.evaluate.harness import run_one
-from loptim.evaluate.tuning import atomic_write_text
+from loptim.io import atomic_write_text
 from loptim.meta.lhopt_trainer import HELD_OUT_TASKS
 from loptim.optimizers.lhopt import LHOPT
 from loptim.optimizers.schedules import schedule

@@ -31,12 +31,12 @@ def recipe_for(mode: str, eval_every: int):
 def run_one(mode: str, minutes: float, eval_every: int) -> None:
     import torch
 
-    from loptim.meta.metz import MetzTrainer
+    from loptim.meta.trainer import MetaTrainer
     from loptim.tasks.data.paths import cache_dir
 
     torch.set_num_threads(1)
     out = cache_dir() / "runs" / "metz-compare" / mode
-    trainer = MetzTrainer(recipe_for(mode, eval_every), out)
+    trainer = MetaTrainer(recipe_for(mode, eval_every), out)
     if trainer.checkpoint_path.exists():
         trainer.resume()
     remaining = minutes - trainer.seconds / 60

@@ -3,7 +3,8 @@ validations, the test evaluation), and with --families, seconds per 50 inner ste
 
     python benchmarks/tasks/time_tasks.py [--tasks a,b] [--families tiny-mixed --samples 16]
 
-Prints a markdown table; the suite's budget is ~30 s per core run (issue 14), families' well under 1 s per 50 steps.
+Prints a markdown table; the suite's budget is ~30 s per core run (docs/data.md, the suite tasks), families' well
+under 1 s per 50 steps.
 """
 
 from __future__ import annotations

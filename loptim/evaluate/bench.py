@@ -23,12 +23,14 @@ from loptim.optimizers.registry import check_optimizer_label, check_optimizer_na
 from loptim.tasks import get_task
 
 REFERENCE = "adam"
-LHOPT_REFERENCE = "adamw"  # DESIGN.md: LHOPT's speedups are over tuned AdamW, the optimizer it steers
+LHOPT_REFERENCE = (
+    "adamw"  # docs/design.md, evaluation protocol: LHOPT's speedups are over tuned AdamW, the optimizer it steers
+)
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What `loptim bench` runs; defaults follow DESIGN.md's tuning protocol."""
+    """What `loptim bench` runs; defaults follow the evaluation protocol of docs/design.md."""
 
     task: str
     optimizers: tuple[str, ...]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any
 
 import torch
 
+from loptim.inner import train_steps
 from loptim.tasks.base import Task
 
 OptimizerFactory = Callable[..., Any]
@@ -35,7 +37,7 @@ class Curve:
     diverged: bool = False
 
     def final_train_loss(self) -> float:
-        """Mean minibatch training loss over the last 10% of steps (DESIGN.md: 'final training loss')."""
+        """Mean minibatch training loss over the last 10% of steps (docs/design.md, evaluation protocol)."""
         tail = self.train_loss[-max(1, len(self.train_loss) // 10) :]
         return sum(tail) / len(tail) if tail else math.nan
 
@@ -52,8 +54,8 @@ class Curve:
 
 
 def validation_steps(steps: int, points: int = 20) -> list[int]:
-    """Every step for runs of <= 100 steps, else `points` + 1 evenly spaced steps including 0 and the end (DESIGN:
-    at least 20 validations per run; each costs a pass over the validation split, the bulk of a CNN run here)."""
+    """Every step for runs of <= 100 steps, else `points` + 1 evenly spaced steps including 0 and the end
+    (docs/design.md, evaluation protocol; each validation is a pass over the validation split)."""
     if steps <= 100:
         return list(range(steps + 1))
     return sorted({round(i * steps / points) for i in range(points + 1)})
@@ -96,27 +98,30 @@ def run_one(
         if observes_validation and math.isfinite(loss):
             optimizer.observe_validation(loss)
 
-    validate(0)
-    for step in range(steps):
-        batch = next(batches)
-        if not curve.diverged:
-            loss = task.loss(params, batch)
-            if not torch.isfinite(loss):
-                curve.diverged = True
-        if curve.diverged:
-            curve.step.append(step)
-            curve.train_loss.append(math.inf)
+    def update(step: int, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], loss: torch.Tensor):
+        optimizer.zero_grad()
+        for k, p in params.items():
+            p.grad = grads[k]
+        if wants_loss:
+            optimizer.step(loss=loss.detach())
         else:
-            optimizer.zero_grad()
-            loss.backward()
-            if wants_loss:
-                optimizer.step(loss=loss.detach())
-            else:
-                optimizer.step()
-            curve.step.append(step)
-            curve.train_loss.append(float(loss.detach()))
-            if observer is not None:
-                observer(step + 1, optimizer)
+            optimizer.step()
+        return params
+
+    validate(0)
+    for step, loss, _ in train_steps(task, params, islice(batches, steps), update, stop_at_nonfinite=True):
+        if not torch.isfinite(loss):
+            curve.diverged = True
+            break
+        curve.step.append(step)
+        curve.train_loss.append(float(loss.detach()))
+        if observer is not None:
+            observer(step + 1, optimizer)
+        if step + 1 in valid_at:
+            validate(step + 1)
+    for step in range(len(curve.step), steps):  # a diverged run: its remaining records are inf
+        curve.step.append(step)
+        curve.train_loss.append(math.inf)
         if step + 1 in valid_at:
             validate(step + 1)
     if switches_mode:
@@ -130,19 +135,3 @@ def run_one(
         if not math.isfinite(curve.test_loss):
             curve.diverged, curve.test_loss = True, math.inf
     return curve
-
-
-def run(
-    factory: OptimizerFactory,
-    task: Task,
-    steps: int,
-    seeds: Sequence[int],
-    progress: Callable[[], None] | None = None,
-) -> list[Curve]:
-    """`run_one` for each seed; `progress()` is called after each run (for progress bars)."""
-    curves = []
-    for seed in seeds:
-        curves.append(run_one(factory, task, steps, seed))
-        if progress is not None:
-            progress()
-    return curves

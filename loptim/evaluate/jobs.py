@@ -1,8 +1,8 @@
 """Runs as data (task, optimizer, hyperparameters, steps, seed), executed serially or by a pool of processes.
 
 Every run of a bench, baselines and learned optimizers alike, goes through the same executor with the same
-threads per run, so wall-clock comparisons stay fair. On this 2-core machine, two single-thread runs side by
-side do about 4x the work of one run on two threads (DESIGN.md, performance facts).
+threads per run, so wall-clock comparisons stay fair (single-thread runs side by side do more work than one run on
+all cores: docs/design.md, performance facts).
 """
 
 from __future__ import annotations

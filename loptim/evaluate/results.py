@@ -1,8 +1,9 @@
 """results.json: per-optimizer finals, speedups, measured per-step times, tuning-inclusive cost, per-seed curves.
 
-Schema 2 (this code) differs from schema 1 (DESIGN.md) in where seconds come from: curves hold losses only, each
-entry has `timing` (forward+backward and step() milliseconds measured side by side in the run that wrote the file)
-and `cost_to_target`; `seconds` is a whole run's steps x measured seconds per step. Schema-1 files stay readable.
+Schema 2 (this code) differs from schema 1 (docs/design.md, evaluation protocol) in where seconds come from:
+curves hold losses only, each entry has `timing` (forward+backward and step() milliseconds measured side by side in
+the run that wrote the file) and `cost_to_target`; `seconds` is a whole run's steps x measured seconds per step.
+Schema-1 files stay readable.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from loptim.evaluate.harness import Curve
 from loptim.evaluate.speedup import mean_curve, speedup
 from loptim.evaluate.timing import StepTimes
-from loptim.evaluate.tuning import atomic_write_text
+from loptim.io import atomic_write_text
 
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)

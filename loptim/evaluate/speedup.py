@@ -25,7 +25,8 @@ class MeanCurve:
 
 
 def mean_curve(curves: Sequence[Curve]) -> MeanCurve:
-    """Average seeds first (DESIGN.md); a seed that diverged makes the mean infinite from then on."""
+    """Average seeds first (docs/design.md, evaluation protocol); a seed that diverged makes the mean infinite from
+    then on."""
     steps = curves[0].valid_step
     for curve in curves:
         if curve.valid_step != steps:

@@ -23,7 +23,8 @@ from loptim.evaluate.bench import LHOPT_REFERENCE, REFERENCE, checked_labels, le
 from loptim.evaluate.jobs import Job
 from loptim.evaluate.suite_report import SuiteTask, plot_profile, suite_results, summarize_suite, table_markdown
 from loptim.evaluate.timing import time_task
-from loptim.evaluate.tuning import atomic_write_text, grid_jobs, run_cached, select_best
+from loptim.evaluate.tuning import grid_jobs, run_cached, select_best
+from loptim.io import atomic_write_text
 from loptim.optimizers.registry import is_baseline, label_factory
 from loptim.tasks import get_task
 from loptim.tasks.base import Task

@@ -1,5 +1,6 @@
 """Per-step seconds measured side by side: forward+backward and each optimizer's step() on the same model, in one
-process, interleaved, so that machine load moves every figure alike (DESIGN.md: +-2x between runs here).
+process, interleaved, so that machine load moves every figure alike (docs/design.md, performance facts: +-2x
+between runs).
 
 Runs record losses only; a bench or suite run measures these times itself and turns steps into seconds with them.
 """

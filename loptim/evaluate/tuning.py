@@ -6,8 +6,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,28 +13,13 @@ from pathlib import Path
 from loptim.evaluate.harness import Curve
 from loptim.evaluate.jobs import Job, run_jobs
 from loptim.evaluate.speedup import mean_curve
+from loptim.io import atomic_write_text
 from loptim.optimizers.baselines import BASELINES, baseline_spec
 from loptim.optimizers.competitors import competitor_spec, is_competitor
 from loptim.tasks.data.paths import cache_dir
 
 CACHE_VERSION = 1  # bump when a change to tasks or the harness invalidates cached curves (losses, not seconds)
 SELECT = ("valid", "train")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file and os.replace, so an interrupted write never leaves a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600 files; results are for sharing
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _weights_digest(job: Job) -> str:

@@ -24,3 +24,7 @@ class TruncationCurriculum:
         """The truncation length for outer step `epoch`: mean_length x U(1 - jitter, 1 + jitter), at least 1."""
         u = float(torch.rand((), generator=generator))
         return max(1, round(self.mean_length(epoch) * (1.0 - self.jitter + 2.0 * self.jitter * u)))
+
+    def lengths(self, epoch: int, generator: torch.Generator, slots: int) -> list[int]:
+        """One length per run slot (the TruncationSchedule of loptim.meta.parts)."""
+        return [self.length(epoch, generator) for _ in range(slots)]

@@ -4,14 +4,12 @@ combination weighted by inverse empirical variance."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 Params = dict[str, Tensor]
-Objective = Callable[[Params], Tensor]
 
 
 def sample_perturbations(meta_params: Params, sigma: float, pairs: int, generator: torch.Generator) -> list[Params]:
@@ -22,31 +20,9 @@ def sample_perturbations(meta_params: Params, sigma: float, pairs: int, generato
     ]
 
 
-def _shift(meta_params: Params, eps: Params, sign: float) -> Params:
-    return {k: v + sign * eps[k] for k, v in meta_params.items()}
-
-
-def antithetic_samples(
-    objective: Objective, meta_params: Params, perturbations: list[Params], sigma: float
-) -> list[Params]:
-    """Per pair: (L(phi + eps) - L(phi - eps)) eps / (2 sigma^2), an unbiased estimate of the smoothed gradient."""
-    samples = []
-    with torch.no_grad():
-        for eps in perturbations:
-            difference = objective(_shift(meta_params, eps, 1.0)) - objective(_shift(meta_params, eps, -1.0))
-            samples.append({k: difference * e / (2 * sigma**2) for k, e in eps.items()})
-    return samples
-
-
-def reparameterization_samples(objective: Objective, meta_params: Params, perturbations: list[Params]) -> list[Params]:
-    """Backprop gradients of L at phi + eps and at phi - eps: two samples per pair."""
-    samples = []
-    for eps in perturbations:
-        for sign in (1.0, -1.0):
-            point = {k: v.detach().clone().requires_grad_(True) for k, v in _shift(meta_params, eps, sign).items()}
-            grads = torch.autograd.grad(objective(point), list(point.values()), allow_unused=True)
-            samples.append({k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(point.items(), grads)})
-    return samples
+def antithetic_estimate(difference: float | Tensor, eps: Params, sigma: float) -> Params:
+    """(L(phi + eps) - L(phi - eps)) eps / (2 sigma^2): an unbiased estimate of the smoothed gradient from one pair."""
+    return {k: difference * e / (2 * sigma**2) for k, e in eps.items()}
 
 
 def mean_and_variance(samples: list[Params]) -> tuple[Params, Params]:
@@ -66,11 +42,6 @@ class Combination:
     es_weight: dict[str, float]
     es_variance: dict[str, float]
     rp_variance: dict[str, float]
-
-
-def inverse_variance_combine(es: list[Params], rp: list[Params], eps: float = 1e-30) -> Combination:
-    """Combine ES and reparameterization samples by inverse empirical variance (see `combine_moments`)."""
-    return combine_moments(*mean_and_variance(es), *mean_and_variance(rp), eps=eps)
 
 
 def combine_moments(

@@ -17,8 +17,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from loptim.meta.es import Params, combine_moments, mean_and_variance, sample_perturbations
-from loptim.meta.unroll import L2L_OBJECTIVE, METZ_OBJECTIVE, MetaObjective, Truncation, UnrollState, run_truncation
+from loptim.meta.es import Params, antithetic_estimate, combine_moments, mean_and_variance, sample_perturbations
+from loptim.meta.unroll import (
+    L2L_OBJECTIVE,
+    METZ_OBJECTIVE,
+    MetaObjective,
+    Truncation,
+    UnrollState,
+    draw_truncation,
+    run_truncation,
+)
 from loptim.optimizers.core import LearnedOptimizerCore
 
 
@@ -46,7 +54,7 @@ def backprop_truncation(
     second_order: bool,
 ) -> tuple[Tensor, Params, UnrollState]:
     """(meta-loss, its gradient in `leaves`, end state) of one truncation."""
-    loss, end = run_truncation(lopt, leaves, unroll, truncation, objective, second_order)
+    loss, end = run_truncation(lopt, leaves, unroll, truncation, objective, second_order, differentiable=True)
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     grads = {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(leaves.items(), grads)}
     return loss.detach(), grads, end
@@ -111,8 +119,28 @@ def estimate_samples(
 
 
 class SampledEstimator:
-    """The estimator interface the trainers call (`estimate`), built from `sample` (one inner run, from its own seed)
-    and `reduce` (all samples, in global order)."""
+    """The estimator interface: `sample` (one inner run, from its own seed) and `reduce` (all samples, in global
+    order), `estimate` for a single process. An estimator may carry more than an `UnrollState` per inner run (PES:
+    two trajectories); `start`, `position`, `draw` and `alive` say how, and `trajectories` how many inner steps a
+    truncation step costs."""
+
+    trajectories = 1
+
+    def start(self, unroll: UnrollState, meta_params: Params) -> Any:
+        """The estimator's run object for a fresh inner run."""
+        return unroll
+
+    def position(self, run: Any) -> UnrollState:
+        """Where the run stands (step, total steps)."""
+        return run
+
+    def draw(self, run: Any, length: int, with_valid: bool) -> Truncation:
+        """The run's next truncation (its batches, drawn before any perturbation)."""
+        return draw_truncation(self.position(run), length, with_valid)
+
+    def alive(self, run: Any) -> bool:
+        """False once an inner run diverged: it restarts with a fresh task."""
+        return all(bool(torch.isfinite(p).all()) for p in self.position(run).params.values())
 
     def estimate(
         self,
@@ -192,7 +220,7 @@ class SmoothedEstimator(SampledEstimator):
             difference = sample.plus - sample.minus
             if math.isfinite(difference):
                 eps = perturbation(meta_params, self.sigma, sample.seed)
-                es_samples.append({k: difference * e / (2 * self.sigma**2) for k, e in eps.items()})
+                es_samples.append(antithetic_estimate(difference, eps, self.sigma))
             rp_samples += sample.grads
         stats = {"meta_loss": sum(0.5 * (s.plus + s.minus) for s in samples) / len(samples)}
         es = mean_and_variance(es_samples) if len(es_samples) > 1 else None  # a variance needs 2 samples

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from loptim.meta.es import Params, mean_and_variance
 from loptim.meta.estimators import Sample, SampledEstimator, perturbation
-from loptim.meta.unroll import MetaObjective, Truncation, UnrollState, run_truncation
+from loptim.meta.unroll import MetaObjective, Truncation, UnrollState, run_truncation, seeded_batches
 from loptim.optimizers.core import LearnedOptimizerCore
 
 DIVERGED_LOG_RATIO = math.log(10.0)  # a truncation whose loss is not finite scores as 10x its run's initial loss
@@ -66,6 +66,20 @@ class PES(SampledEstimator):
     sigma: float = 0.01
     objective: MetaObjective = MetaObjective("valid", None, "mean")
     normalize: bool = True  # score log(loss / the run's initial loss); False: the raw meta-loss
+    trajectories = 2
+
+    def start(self, unroll: UnrollState, meta_params: Params) -> PESRun:
+        """Both trajectories from `unroll`; the loss the run starts from, on a validation batch of its own."""
+        with torch.no_grad():
+            batch = next(seeded_batches(unroll, "valid", 3))
+            initial = float(unroll.task.loss(unroll.params, batch))
+        return start_run(unroll, meta_params, initial)
+
+    def position(self, run: PESRun) -> UnrollState:
+        return run.plus
+
+    def alive(self, run: PESRun) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in (*run.plus.params.values(), *run.minus.params.values()))
 
     def sample(
         self, lopt: LearnedOptimizerCore, meta_params: Params, run: PESRun, truncation: Truncation, seed: int

@@ -6,7 +6,24 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from loptim.meta.curriculum import TruncationCurriculum
+from loptim.meta.estimators import SmoothedEstimator, TruncatedBackprop
+from loptim.meta.parts import (
+    CarriedRuns,
+    FinalTrainLoss,
+    FinalValidLoss,
+    FixedTruncation,
+    FreshRuns,
+    LogRatioToAdam,
+    OneTask,
+    OuterOptimizer,
+    Parts,
+    UniformTruncation,
+    family_tasks,
+    mixture_tasks,
+)
+from loptim.meta.pes import PES
 from loptim.meta.ppo import PPOConfig
+from loptim.meta.unroll import MetaObjective
 from loptim.optimizers.lhopt_actions import ACTION_HEADS, DEFAULT_NOOP_BIAS
 from loptim.optimizers.lhopt_inner import PUBLISHED, InnerConfig
 from loptim.optimizers.lstm import LSTMConfig
@@ -29,17 +46,33 @@ class L2LRecipe:
     horizon: int = 100
     truncation: int = 20
     epochs: int = 1000
-    meta_lr: float = 3e-3  # paper: random search; official code 1e-3; 3e-3 reached the result here (DESIGN.md)
+    meta_lr: float = 3e-3  # paper: random search; official code 1e-3; 3e-3: docs/design.md, L2L deviations
     clip_norm: float = 1.0  # not in the paper: clipping the meta-gradient at norm 1 kept the probe run stable
     eval_every: int = 25
     eval_runs: int = 8
     seed: int = 0
-    lstm: LSTMConfig = field(default_factory=LSTMConfig)
+    core: LSTMConfig = field(default_factory=LSTMConfig)
     meta_batch: int = 1  # inner runs per epoch, in lockstep, gradients averaged (the paper: 1); split across ranks
 
     def __post_init__(self) -> None:
         if min(self.horizon, self.truncation, self.epochs, self.eval_every, self.eval_runs, self.meta_batch) < 1:
             raise ValueError(f"horizon, truncation, epochs, eval_every, eval_runs, meta_batch must be >= 1 in {self}")
+
+    def parts(self) -> Parts:
+        return Parts(
+            core=self.core,
+            tasks=OneTask(self.task, self.horizon),
+            estimator=TruncatedBackprop(),
+            schedule=FixedTruncation(self.truncation),
+            runs=FreshRuns(self.meta_batch),
+            score=FinalTrainLoss(self.eval_runs),
+            outer=OuterOptimizer(self.meta_lr, 0.9, self.clip_norm),
+            card={
+                "optimizer": "lstm (Andrychowicz et al. 2016)",
+                "meta_trained_on": [self.task],
+                "selection_score": {"runs": self.eval_runs},
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -57,11 +90,11 @@ class MetzRecipe:
     family: str = "mnist-mix"
     inner_steps: tuple[int, int] = (100, 600)
     unrolls: int = 4
-    estimator: str = "combined"  # "combined" | "rp" | "es"
+    estimator: str = "combined"  # "combined" | "rp" | "es" (loptim.meta.estimators.SmoothedEstimator) | "backprop"
     sigma: float = 0.01
     objective: str = "valid"  # "valid" | "train"
     loss_clip: float | None = 10.0  # per-step min(L, 10) of the official code
-    second_order: bool = False  # True: backprop through the inner gradients too (1.6-3x the cost per step here)
+    second_order: bool = False  # True: backprop through the inner gradients too (docs/design.md, performance facts)
     curriculum: TruncationCurriculum = field(default_factory=lambda: TruncationCurriculum(10, 25, 300))
     epochs: int = 600
     meta_lr: float = 1e-3
@@ -70,7 +103,34 @@ class MetzRecipe:
     eval_every: int = 50
     eval_tasks: int = 4
     seed: int = 0
-    mlp: MLPConfig = field(default_factory=MLPConfig)
+    core: MLPConfig | LSTMConfig = field(default_factory=MLPConfig)  # any core: `lstm-es-quadratic` uses the LSTM
+
+    def parts(self) -> Parts:
+        estimator = (
+            TruncatedBackprop(self.meta_objective, self.second_order)
+            if self.estimator == "backprop"
+            else SmoothedEstimator(self.estimator, self.sigma, self.meta_objective, self.second_order)
+        )
+        return Parts(
+            core=self.core,
+            tasks=family_tasks(self.family, self.inner_steps, keep=4 * self.unrolls),
+            estimator=estimator,
+            schedule=self.curriculum,
+            runs=CarriedRuns(self.unrolls),
+            score=FinalValidLoss(self.eval_tasks),
+            outer=OuterOptimizer(self.meta_lr, self.meta_beta1, self.clip_norm),
+            card={
+                "optimizer": f"{self.core.kind} (Metz et al. 2019)",
+                "meta_trained_on": [
+                    f"family {self.family}, {self.inner_steps[0]}-{self.inner_steps[1]} steps, train split"
+                ],
+                "selection_score": {"tasks": self.eval_tasks},
+            },
+        )
+
+    @property
+    def meta_objective(self) -> MetaObjective:
+        return MetaObjective(self.objective, self.loss_clip, "mean")
 
 
 @dataclass(frozen=True)
@@ -186,7 +246,25 @@ class GeneralistRecipe:
     eval_every: int = 100
     eval_tasks: tuple[str, ...] = ("spam-gru", "doctor-contacts-mlp")  # meta-valid data (tasks.suite.META_VALID_TASKS)
     seed: int = 0
-    mlp: MLPConfig = field(default_factory=generalist_config)
+    core: MLPConfig = field(default_factory=generalist_config)
+
+    def parts(self) -> Parts:
+        return Parts(
+            core=self.core,
+            tasks=mixture_tasks(
+                self.families, self.augment, self.log10_scales, self.inner_steps, self.name, keep=4 * self.slots
+            ),
+            estimator=PES(self.sigma),
+            schedule=UniformTruncation(*self.truncation),
+            runs=CarriedRuns(self.slots, in_checkpoint=False),  # a campaign checkpoint stays a few KB
+            score=LogRatioToAdam(self.eval_tasks),
+            outer=OuterOptimizer(self.meta_lr, self.meta_beta1, self.clip_norm),
+            card={
+                "optimizer": "mlp, generalist design (docs/generalist.md)",
+                "meta_trained_on": [f"mixture {self.families}, reparameterized with p={self.augment}"],
+                "selection_score": {"tasks": list(self.eval_tasks)},
+            },
+        )
 
 
 RECIPES: Registry[L2LRecipe | MetzRecipe | LHOPTRecipe | GeneralistRecipe] = Registry("recipe")
@@ -276,6 +354,24 @@ RECIPES.add(
         eval_rollouts=1,
         hidden=16,
         ppo=PPOConfig(epochs=2, minibatch_trajectories=2),
+    ),
+)
+# The LSTM core (L2L) meta-trained by antithetic ES (Metz et al. 2019, Sec. 3) on the L2L quadratic: a new
+# combination of parts, no new trainer code.
+RECIPES.add(
+    "lstm-es-quadratic",
+    lambda: MetzRecipe(
+        name="lstm-es-quadratic",
+        family="quadratic",
+        inner_steps=(100, 100),
+        unrolls=8,
+        estimator="es",
+        objective="train",
+        loss_clip=None,
+        curriculum=TruncationCurriculum(start=20, end=20, grow_epochs=1, jitter=0.0),
+        epochs=300,
+        meta_lr=3e-3,
+        core=LSTMConfig(),
     ),
 )
 RECIPES.add("mlp-generalist", lambda: GeneralistRecipe(name="mlp-generalist"))

@@ -3,6 +3,7 @@ differentiates or perturbs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -10,6 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from loptim.inner import Params, train_steps
 from loptim.optimizers.core import LearnedOptimizerCore
 from loptim.tasks.base import Task
 
@@ -68,7 +70,8 @@ class Truncation:
         return len(self.train)
 
 
-def _stream(unroll: UnrollState, split: str, offset: int) -> Iterator[Any]:
+def seeded_batches(unroll: UnrollState, split: str, offset: int) -> Iterator[Any]:
+    """Batches of `split` from a generator seeded by (the run's seed, its step, `offset`): data, not state."""
     seed = ((unroll.seed * 1_000_003 + unroll.step) * 4 + offset) % (2**63 - 1)
     return unroll.task.batches(split, torch.Generator().manual_seed(seed))
 
@@ -76,11 +79,11 @@ def _stream(unroll: UnrollState, split: str, offset: int) -> Iterator[Any]:
 def draw_truncation(unroll: UnrollState, length: int, with_valid: bool) -> Truncation:
     """The next `length` train batches (and as many valid batches), clipped at the end of the inner run."""
     length = min(length, unroll.total_steps - unroll.step)
-    train_stream = unroll.batches if unroll.batches is not None else _stream(unroll, "train", 1)
+    train_stream = unroll.batches if unroll.batches is not None else seeded_batches(unroll, "train", 1)
     train = [next(train_stream) for _ in range(length)]
     valid = None
     if with_valid:
-        valid_stream = unroll.valid_batches if unroll.valid_batches is not None else _stream(unroll, "valid", 2)
+        valid_stream = unroll.valid_batches if unroll.valid_batches is not None else seeded_batches(unroll, "valid", 2)
         valid = [next(valid_stream) for _ in range(length)]
     return Truncation(train, valid)
 
@@ -110,15 +113,20 @@ def run_truncation(
     truncation: Truncation,
     objective: MetaObjective = L2L_OBJECTIVE,
     second_order: bool = False,
+    losses: list[float] | None = None,
+    *,
+    differentiable: bool = False,
 ) -> tuple[Tensor, UnrollState]:
-    """Run the truncation's inner steps from `unroll`; return the meta-loss and the detached end state.
+    """Run the truncation's inner steps from `unroll` with a learned optimizer's core, through loptim's one inner
+    training loop (loptim.inner.train_steps); return the meta-loss and the detached end state.
 
-    Differentiable in `meta_params` when grad is enabled. With `second_order` False each inner gradient is a
+    Differentiable in `meta_params` when `differentiable` (backprop estimators; ES, PES and evaluation runs leave it
+    off, and the core takes its fast path). With `second_order` False each inner gradient is a
     constant (L2L's Figure 2 drops the gradient through the optimizee's gradient); with True the meta-gradient
     flows through it too (the full unrolled computation graph Metz et al. 2019 analyse, Sec. 2). The inner
-    optimizer only ever receives gradients of train batches.
+    optimizer only ever receives gradients of train batches. With `losses` (evaluation runs), each step's train
+    loss is appended to it and the run stops at the first one that is not finite.
     """
-    differentiable = torch.is_grad_enabled()  # callers choose: backprop estimators enable grad, ES/PES disable it
     params = {k: v.detach().requires_grad_(True) for k, v in unroll.params.items()}
     state, step = unroll.opt_state, unroll.step
     total, count = torch.zeros(()), 0
@@ -126,22 +134,63 @@ def run_truncation(
     def add(term: Tensor) -> Tensor:  # summed in step order, so L2L's sum is what it always was
         return total + (term if objective.clip is None else torch.clamp(term, max=objective.clip))
 
-    for t, batch in enumerate(truncation.train):
-        with torch.enable_grad():
-            loss = unroll.task.loss(params, batch)
-            grads = torch.autograd.grad(loss, list(params.values()), retain_graph=differentiable,
-                                        create_graph=second_order and differentiable)  # fmt: skip
+    def update(step: int, params: Params, grads: Params, loss: Tensor) -> Params:
+        nonlocal state
+        grads = {k: torch.zeros_like(params[k]) if g is None else g for k, g in grads.items()}
+        params, state = lopt.update(meta_params, state, params, grads, step=step, total_steps=unroll.total_steps,
+                                    differentiable=differentiable)  # fmt: skip
+        return params
+
+    steps = train_steps(unroll.task, params, truncation.train, update, start_step=step, differentiable=differentiable,
+                        second_order=second_order, stop_at_nonfinite=losses is not None)  # fmt: skip
+    for t, (_, loss, params) in enumerate(steps):
+        if losses is not None:
+            losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                break
         if objective.split == "train":
             total, count = add(loss if differentiable else loss.detach()), count + 1
-        params, state = lopt.update(meta_params, state, params, dict(zip(params, grads)), step=step,
-                                    total_steps=unroll.total_steps, differentiable=differentiable)  # fmt: skip
         if objective.split == "valid":
             if truncation.valid is None:
                 raise ValueError("a validation objective needs a truncation drawn with valid batches")
             total, count = add(unroll.task.loss(params, truncation.valid[t])), count + 1
         step += 1
-        if not differentiable:
-            params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
     meta_loss = total if objective.reduce == "sum" else total / max(count, 1)
     end = replace(unroll, params={k: v.detach() for k, v in params.items()}, opt_state=detach_state(state), step=step)
     return meta_loss, end
+
+
+def final_train_loss(
+    lopt: LearnedOptimizerCore, meta_params: dict[str, Tensor], task: Task, steps: int, seed: int
+) -> float:
+    """Train a fresh `task` for `steps` (no meta-graph): the mean minibatch loss over the last 10% of steps (the
+    'final training loss' of docs/design.md); inf if the run diverges."""
+    unroll = start_unroll(task, lopt, steps, seed)
+    losses: list[float] = []
+    with torch.no_grad():
+        run_truncation(lopt, meta_params, unroll, draw_truncation(unroll, steps, with_valid=False), losses=losses)
+    if not math.isfinite(losses[-1]):
+        return math.inf
+    tail = losses[-max(1, steps // 10) :]
+    return sum(tail) / len(tail)
+
+
+def evaluation_run(
+    lopt: LearnedOptimizerCore,
+    meta_params: dict[str, Tensor],
+    task: Task,
+    steps: int,
+    seed: int,
+    with_initial: bool = False,
+) -> tuple[float, float]:
+    """Train a fresh `task` for `steps` (no meta-graph, batches seeded per 100 steps as in meta-training): (final
+    validation loss, initial validation loss if `with_initial` else nan); the final loss is inf if it diverged."""
+    unroll = start_seeded_unroll(task, lopt, steps, seed)
+    initial = task.evaluate(unroll.params, "valid", metrics=False)["loss"] if with_initial else math.nan
+    with torch.no_grad():
+        while not unroll.done:
+            _, unroll = run_truncation(lopt, meta_params, unroll, draw_truncation(unroll, 100, with_valid=False))
+            if not all(bool(torch.isfinite(p).all()) for p in unroll.params.values()):
+                return math.inf, initial
+    loss = task.evaluate(unroll.params, "valid", metrics=False)["loss"]
+    return (loss if math.isfinite(loss) else math.inf), initial

@@ -29,7 +29,8 @@ class BaselineSpec:
         return [float(f"{v:.3g}") for v in np.logspace(low, high, points)]
 
 
-# Learning-rate ranges: 7 log-spaced values spanning 1e-4..1, wider (to 10) for plain SGD (DESIGN.md, protocol).
+# Learning-rate ranges: 7 log-spaced values spanning 1e-4..1, wider (to 10) for plain SGD (docs/design.md,
+# evaluation protocol).
 BASELINES: dict[str, BaselineSpec] = {
     "sgd": BaselineSpec("sgd", torch.optim.SGD, {}, (1e-4, 10.0)),
     "momentum": BaselineSpec("momentum", torch.optim.SGD, {"momentum": 0.9}),

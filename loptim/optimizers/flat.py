@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from loptim.errors import WeightsError
+from loptim.optimizers.core import State
 from loptim.optimizers.step_inputs import (
     Loss,
     check_dense,
@@ -28,7 +29,6 @@ from loptim.optimizers.step_inputs import (
 )
 from loptim.optimizers.versions import check_state_dict_header, state_dict_header
 
-State = dict[str, Tensor]
 DEFERRED_CHECK_EVERY = 16  # on accelerators, steps between host reads of the device-side non-finite counter
 
 

@@ -12,13 +12,15 @@ import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
+from loptim.pretrained import load_learned, register_kind
 
-State = dict[str, Tensor]
 GPU_CHUNK = 1 << 20  # coordinates per chunk on an accelerator: few kernel launches, gate buffers of ~320 MB
 
 
@@ -26,11 +28,17 @@ GPU_CHUNK = 1 << 20  # coordinates per chunk on an accelerator: few kernel launc
 class LSTMConfig:
     """Architecture and preprocessing; defaults from the paper (Sec. 3, Appendix A)."""
 
+    kind: ClassVar[str] = "lstm"  # the weights kind (loptim.pretrained)
+
     hidden: int = 20
     preprocess: str = "log-sign"  # "log-sign": paper's (log|g|/p, sign g) with p = 10; "none": raw gradient
     p: float = 10.0
     output_scale: float = 0.1
-    chunk: int = 4096  # coordinates per chunk in the eager path (2K-8K measured best here; 16K was 1.4x slower)
+    chunk: int = 4096  # coordinates per chunk in the eager path (docs/design.md, performance facts)
+
+    def build(self, generator: torch.Generator | None = None) -> LSTMOptimizerNet:
+        """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
+        return LSTMOptimizerNet(self, generator=generator)
 
 
 def preprocess_gradient(grad: Tensor, p: float = 10.0) -> Tensor:
@@ -53,8 +61,8 @@ def lstm_chunk(
 ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
     """Two LSTM layers on a chunk, feature-major: x (inputs, C), states (units, C); returns out (C,).
 
-    One GEMM per layer over [input; hidden] stacked (the copy is cheap next to the GEMM, and a K=2 GEMM alone ran
-    slower than the K=22 one here).
+    One GEMM per layer over [input; hidden] stacked (the copy is cheap next to the GEMM, and a K=2 GEMM alone is
+    slower than the K=22 one: docs/design.md, performance facts).
     """
     h1, c1, h2, c2 = state
     i, f, o, g = _sigmoid_tanh(torch.addmm(weights["b1"], weights["w1"], torch.cat((x, h1))), units)
@@ -102,7 +110,7 @@ class LSTMOptimizerNet(nn.Module):
         return dict(self.named_parameters())
 
     def init_state(self, params: dict[str, Tensor]) -> State:
-        """Zero LSTM state for every coordinate of `params` (DESIGN.md interface), in the parameters' dtype."""
+        """Zero LSTM state for every coordinate of `params` (LearnedOptimizerCore), in the parameters' dtype."""
         first = next(iter(params.values()))
         return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype, device=first.device)
 
@@ -211,8 +219,6 @@ class LSTMOptimizer(FlatOptimizer):
         nonfinite: str = "raise",
         total_steps: int = 0,
     ) -> None:
-        from loptim.pretrained import load_learned
-
         with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
             net = (
                 load_learned("lstm", weights)
@@ -240,3 +246,11 @@ class LSTMOptimizer(FlatOptimizer):
             differentiable=False,
         )
         return delta
+
+
+def _from_card(config: dict) -> LSTMOptimizerNet:
+    config = {k: v for k, v in config.items() if k != "chunk"}  # a speed setting, not part of the weights
+    return LSTMOptimizerNet(LSTMConfig(**config))
+
+
+register_kind("lstm", _from_card)

@@ -2,7 +2,8 @@
 
 Per coordinate: 10 features (loptim.features) -> 32 -> 32 (ReLU) -> (d, m); update = -0.001 * d * exp(0.001 * m)
 (Sec. 4 of the paper; two hidden layers of 32 as in learned_optimization's mlp_lopt). The 11 training-progress
-features are the same for every coordinate, so they enter as a per-step bias of the first layer (DESIGN.md).
+features are the same for every coordinate, so they enter as a per-step bias of the first layer (docs/design.md,
+Metz et al. 2019).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -28,14 +30,16 @@ from loptim.features import (
     time_features,
 )
 from loptim.optimizers import mlp_generalist as generalist
+from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
-
-State = dict[str, Tensor]
+from loptim.pretrained import load_learned, register_kind
 
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """Architecture and output scaling; defaults from the paper and DESIGN.md."""
+    """Architecture and output scaling; defaults from the paper (Sec. 4; docs/design.md)."""
+
+    kind: ClassVar[str] = "mlp"  # the weights kind (loptim.pretrained)
 
     hidden: int = 32
     step_mult: float = 1e-3  # update = -step_mult * d * exp(exp_mult * m)
@@ -47,6 +51,10 @@ class MLPConfig:
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"MLPConfig.design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+
+    def build(self, generator: torch.Generator | None = None) -> MLPOptimizerNet:
+        """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
+        return MLPOptimizerNet(self, generator=generator)
 
 
 DESIGNS = ("metz2019", "generalist")
@@ -63,7 +71,7 @@ MIN_CHUNKS_PER_THREAD = 32
 @dataclass(frozen=True)
 class ChunkPlan:
     """Chunks of the flat coordinate vector that never straddle two tensors, so each chunk's per-tensor
-    normalizer can be folded into the first layer's weights (DESIGN.md, performance facts)."""
+    normalizer can be folded into the first layer's weights (docs/design.md, performance facts)."""
 
     starts: list[int]
     ends: list[int]
@@ -162,7 +170,7 @@ class MLPOptimizerNet(nn.Module):
         Pass 1 updates the accumulators and writes the raw features feature-major into `scratch` (11, N; the last
         row is ones) while summing their squares per chunk; pass 2 runs the MLP per chunk with the per-tensor
         normalizer and the bias folded into the first layer ([W1 diag(s_t), b1 + W_time t]), so no normalized
-        copy of the features is made and the first layer is one plain GEMM (a K=10 addmm ran 2x slower here).
+        copy of the features is made and the first layer is one plain GEMM (docs/design.md, performance facts).
         """
         momenta, rms, n_chunks = state["momenta"], state["rms"], len(plan.starts)
         weights = torch.tensor([1.0 - d for d in MOMENTUM_DECAYS], dtype=grad.dtype).unsqueeze(1)
@@ -207,8 +215,7 @@ class MLPOptimizerNet(nn.Module):
                 torch.mul(o[1], self.config.exp_mult, out=delta[lo:hi]).exp_().mul_(o[0])
                 delta[lo:hi].mul_(-self.config.step_mult)
 
-        # Threads pay off only with many chunks each: at 100K parameters (13 chunks) two threads were 1.4x slower
-        # than one here, at 800K (100 chunks) ~1.1x faster.
+        # Threads pay off only with many chunks each (docs/design.md, performance facts).
         threads = max(1, min(torch.get_num_threads(), n_chunks // MIN_CHUNKS_PER_THREAD))
 
         def run(work) -> None:
@@ -273,8 +280,6 @@ class MLPOptimizer(FlatOptimizer):
         nonfinite: str = "raise",
         total_steps: int = 0,
     ) -> None:
-        from loptim.pretrained import load_learned
-
         with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
             net = (
                 load_learned("mlp", weights) if weights else MLPOptimizerNet(generator=torch.Generator().manual_seed(0))
@@ -306,3 +311,10 @@ class MLPOptimizer(FlatOptimizer):
         return self.net.step_flat_eager(
             self.meta_params, self.flat_state, flat_grad, flat_param, plan, self.step_count, scratch
         )
+
+
+def _from_card(config: dict) -> MLPOptimizerNet:
+    return MLPOptimizerNet(MLPConfig(**config))
+
+
+register_kind("mlp", _from_card)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from loptim.errors import WeightsError
+from loptim.io import atomic_write_bytes, atomic_write_text
 
 PRETRAINED_DIR = Path(__file__).parent
 
@@ -35,21 +35,24 @@ def resolve(weights: str) -> Path:
     return shipped
 
 
+Builder = Callable[[dict[str, Any]], nn.Module]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_kind(kind: str, build: Builder) -> None:
+    """Called by each learned optimizer's module: `build(config)` makes the network a weights file of `kind` holds
+    (from the config recorded in the file's metadata)."""
+    _BUILDERS[kind] = build
+
+
 def _build(kind: str, config: dict[str, Any]) -> nn.Module:
-    if kind == "lstm":
-        from loptim.optimizers.lstm import LSTMConfig, LSTMOptimizerNet
-
-        config = {k: v for k, v in config.items() if k != "chunk"}  # a speed setting, not part of the weights
-        return LSTMOptimizerNet(LSTMConfig(**config))
-    if kind == "mlp":
-        from loptim.optimizers.mlp import MLPConfig, MLPOptimizerNet
-
-        return MLPOptimizerNet(MLPConfig(**config))
-    if kind == "lhopt":
+    if kind in _BUILDERS:
+        return _BUILDERS[kind](config)
+    if kind == "lhopt":  # until LHOPT moves into loptim/optimizers/lhopt/ and registers itself
         from loptim.meta.ppo import ActorCritic, PolicyConfig
 
         return ActorCritic(PolicyConfig(**{**config, "head_sizes": tuple(config.get("head_sizes", ()))}))
-    raise WeightsError(f"weights of unknown kind '{kind}'")
+    raise WeightsError(f"weights of unknown kind '{kind}'; known: {', '.join(sorted([*_BUILDERS, 'lhopt']))}")
 
 
 def load_learned(kind: str, weights: str) -> nn.Module:
@@ -79,16 +82,10 @@ def load_learned(kind: str, weights: str) -> nn.Module:
 
 
 def save_learned(path: Path, kind: str, net: nn.Module, config: dict[str, Any], card: dict[str, Any]) -> None:
-    """Write weights (atomically) and the JSON card beside them (same stem, .json)."""
-    from safetensors.torch import save_file
+    """Write weights and the JSON card beside them (same stem, .json), each atomically."""
+    from safetensors.torch import save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    save_file(tensors, tmp, metadata={"kind": kind, "config": json.dumps(config)})
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
-    card_path = path.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    atomic_write_bytes(path, save(tensors, metadata={"kind": kind, "config": json.dumps(config)}))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=1) + "\n")

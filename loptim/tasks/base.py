@@ -79,7 +79,7 @@ class TaskFamily(ABC):
         """Draw one task variant."""
 
 
-def choice(generator: torch.Generator, options: list | tuple) -> Any:
+def uniform_choice(generator: torch.Generator, options: list | tuple) -> Any:
     """One element of `options`, drawn from `generator`."""
     index = int(torch.randint(len(options), (1,), generator=generator))
     return options[index]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from loptim.tasks.base import Task, TaskFamily, choice, log_uniform_int
-from loptim.tasks.image import CNNConfig, CNNTask, MLPConfig, MLPTask
+from loptim.tasks.base import Task, TaskFamily, log_uniform_int, uniform_choice
+from loptim.tasks.image import CNNConfig, CNNTask, ImageMLPConfig, MLPTask
 from loptim.tasks.recurrent import RNNLMConfig, RNNLMTask
 from loptim.tasks.registry import FAMILIES
 from loptim.tasks.tabular import ForecastConfig, ForecastTask, TableMLPConfig, TableMLPTask
@@ -30,15 +30,15 @@ class TinyImageFamily(TaskFamily):
 
     def sample(self, generator: torch.Generator) -> Task:
         steps = log_uniform_int(generator, *self.steps)
-        batch_size = choice(generator, (16, 32, 64, 128))
-        if choice(generator, ("mlp", "cnn")) == "mlp":
+        batch_size = uniform_choice(generator, (16, 32, 64, 128))
+        if uniform_choice(generator, ("mlp", "cnn")) == "mlp":
             width = log_uniform_int(generator, 8, 64)
-            hidden = (width,) * choice(generator, (1, 2))
-            activation = choice(generator, ACTIVATION_CHOICES)
-            return MLPTask(MLPConfig(self.dataset, hidden, activation, batch_size, steps, init_std=None, pool=2))
-        width = choice(generator, (4, 8, 16))
-        channels = tuple(width * min(2**i, 2) for i in range(choice(generator, (2, 3))))
-        activation = choice(generator, ("relu", "tanh"))
+            hidden = (width,) * uniform_choice(generator, (1, 2))
+            activation = uniform_choice(generator, ACTIVATION_CHOICES)
+            return MLPTask(ImageMLPConfig(self.dataset, hidden, activation, batch_size, steps, init_std=None, pool=2))
+        width = uniform_choice(generator, (4, 8, 16))
+        channels = tuple(width * min(2**i, 2) for i in range(uniform_choice(generator, (2, 3))))
+        activation = uniform_choice(generator, ("relu", "tanh"))
         return CNNTask(CNNConfig(self.dataset, channels, activation, batch_size, steps, pool=2))
 
 
@@ -53,16 +53,16 @@ class TinyTextFamily(TaskFamily):
         self.steps = steps
 
     def sample(self, generator: torch.Generator) -> Task:
-        corpus = choice(generator, self.corpora)
+        corpus = uniform_choice(generator, self.corpora)
         steps = log_uniform_int(generator, *self.steps)
-        context = choice(generator, (16, 32))
-        batch_size = choice(generator, (8, 16, 32))
-        model = choice(generator, ("gru", "lstm", "transformer"))
+        context = uniform_choice(generator, (16, 32))
+        batch_size = uniform_choice(generator, (8, 16, 32))
+        model = uniform_choice(generator, ("gru", "lstm", "transformer"))
         if model == "transformer":
-            width = choice(generator, (16, 32))
-            config = CharLMConfig(corpus, width, 1, choice(generator, (1, 2)), context, batch_size, steps)
+            width = uniform_choice(generator, (16, 32))
+            config = CharLMConfig(corpus, width, 1, uniform_choice(generator, (1, 2)), context, batch_size, steps)
             return CharLMTask(config)
-        embed, hidden = choice(generator, (8, 16, 32)), log_uniform_int(generator, 16, 48)
+        embed, hidden = uniform_choice(generator, (8, 16, 32)), log_uniform_int(generator, 16, 48)
         return RNNLMTask(RNNLMConfig(corpus, model, embed, hidden, 1, context, batch_size, steps))
 
 
@@ -76,9 +76,9 @@ class TinyTabularFamily(TaskFamily):
         self.steps = steps
 
     def sample(self, generator: torch.Generator) -> Task:
-        hidden = (log_uniform_int(generator, 8, 128),) * choice(generator, (1, 2, 3))
-        activation = choice(generator, ACTIVATION_CHOICES)
-        batch_size = choice(generator, (32, 64, 128, 256))
+        hidden = (log_uniform_int(generator, 8, 128),) * uniform_choice(generator, (1, 2, 3))
+        activation = uniform_choice(generator, ACTIVATION_CHOICES)
+        batch_size = uniform_choice(generator, (32, 64, 128, 256))
         return TableMLPTask(
             TableMLPConfig(self.table, hidden, activation, batch_size, log_uniform_int(generator, *self.steps))
         )
@@ -97,9 +97,9 @@ class TinySeriesFamily(TaskFamily):
         config = ForecastConfig(
             self.series,
             hidden=log_uniform_int(generator, 8, 32),
-            layers=choice(generator, (1, 2)),
-            context=choice(generator, (7, 14)),
-            batch_size=choice(generator, (16, 32, 64)),
+            layers=uniform_choice(generator, (1, 2)),
+            context=uniform_choice(generator, (7, 14)),
+            batch_size=uniform_choice(generator, (16, 32, 64)),
             steps=log_uniform_int(generator, *self.steps),
         )
         return ForecastTask(config)
@@ -115,7 +115,7 @@ class TinyMixedFamily(TaskFamily):
                          TinySeriesFamily(steps=steps))  # fmt: skip
 
     def sample(self, generator: torch.Generator) -> Task:
-        return choice(generator, self.families).sample(generator)
+        return uniform_choice(generator, self.families).sample(generator)
 
 
 for _family in (TinyImageFamily, TinyTextFamily, TinyTabularFamily, TinySeriesFamily, TinyMixedFamily):

@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from loptim.tasks.base import Batch, Params, Task, TaskFamily, check_split, choice, log_uniform_int
+from loptim.tasks.base import Batch, Params, Task, TaskFamily, check_split, log_uniform_int, uniform_choice
 from loptim.tasks.data.base import ImageSplits
 from loptim.tasks.registry import FAMILIES, TASKS
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 # Per-data-set pixel statistics of the training images, used to standardize CNN inputs.
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
-EVAL_CHUNK = 1000  # narrow matmuls over 1K rows ran ~1.6x faster than over 5K here (cache-resident)
+EVAL_CHUNK = 1000  # narrow matmuls over 1K rows stay cache-resident (docs/design.md, performance facts)
 
 
 def load_images(dataset: str) -> ImageSplits:
@@ -107,15 +107,15 @@ class ImageTask(Task):
 
 
 class ColumnBatch(NamedTuple):
-    """Images flattened feature-major, (784, N) contiguous: the first layer becomes one W^T @ X GEMM, which ran
-    1.6x faster than X @ W for N = 1,000 here. Used for the MLPs' evaluation sets (validated every step)."""
+    """Images flattened feature-major, (784, N) contiguous: the first layer becomes one W^T @ X GEMM, faster
+    than X @ W (docs/design.md, performance facts). Used for the MLPs' evaluation sets (validated every step)."""
 
     columns: Tensor
     labels: Tensor
 
 
 @dataclass(frozen=True)
-class MLPConfig:
+class ImageMLPConfig:
     """An MLP classifier; defaults are L2L's MNIST problem (Andrychowicz et al. 2016, Sec. 3.2)."""
 
     dataset: str = "mnist"
@@ -132,7 +132,7 @@ class MLPTask(ImageTask):
 
     standardize = False
 
-    def __init__(self, config: MLPConfig = MLPConfig(), name: str | None = None) -> None:
+    def __init__(self, config: ImageMLPConfig = ImageMLPConfig(), name: str | None = None) -> None:
         if config.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation '{config.activation}'; use one of {', '.join(ACTIVATIONS)}")
         self.config = config
@@ -250,13 +250,13 @@ class ImageMLPFamily(TaskFamily):
         self.depths = depths
 
     def sample(self, generator: torch.Generator) -> Task:
-        depth = choice(generator, self.depths)
+        depth = uniform_choice(generator, self.depths)
         width = log_uniform_int(generator, *self.widths)
-        config = MLPConfig(
+        config = ImageMLPConfig(
             dataset=self.dataset,
             hidden=(width,) * depth,
-            activation=choice(generator, ("relu", "tanh", "sigmoid")),
-            batch_size=choice(generator, (32, 64, 128)),
+            activation=uniform_choice(generator, ("relu", "tanh", "sigmoid")),
+            batch_size=uniform_choice(generator, (32, 64, 128)),
             steps=log_uniform_int(generator, *self.steps),
             init_std=None,
         )
@@ -276,12 +276,12 @@ class ImageCNNFamily(TaskFamily):
         self.widths = widths
 
     def sample(self, generator: torch.Generator) -> Task:
-        depth = choice(generator, (2, 3))
-        width = choice(generator, self.widths)
+        depth = uniform_choice(generator, (2, 3))
+        width = uniform_choice(generator, self.widths)
         config = CNNConfig(
             dataset=self.dataset,
             channels=tuple(width * min(2**i, 2) for i in range(depth)),
-            batch_size=choice(generator, (32, 64, 128)),
+            batch_size=uniform_choice(generator, (32, 64, 128)),
             steps=log_uniform_int(generator, *self.steps),
         )
         return CNNTask(config)
@@ -300,16 +300,16 @@ class ImageMixFamily(TaskFamily):
         )
 
     def sample(self, generator: torch.Generator) -> Task:
-        return choice(generator, self.families).sample(generator)
+        return uniform_choice(generator, self.families).sample(generator)
 
 
 def _register() -> None:
     mlp = {
-        "mnist-mlp": MLPConfig(),
-        "mnist-mlp-40": MLPConfig(hidden=(40,)),
-        "mnist-mlp-2layer": MLPConfig(hidden=(20, 20)),
-        "mnist-mlp-relu": MLPConfig(activation="relu"),
-        "fashion-mlp": MLPConfig(dataset="fashion-mnist"),
+        "mnist-mlp": ImageMLPConfig(),
+        "mnist-mlp-40": ImageMLPConfig(hidden=(40,)),
+        "mnist-mlp-2layer": ImageMLPConfig(hidden=(20, 20)),
+        "mnist-mlp-relu": ImageMLPConfig(activation="relu"),
+        "fashion-mlp": ImageMLPConfig(dataset="fashion-mnist"),
     }
     for name, config in mlp.items():
         TASKS.add(name, lambda config=config, name=name: MLPTask(config, name))

@@ -38,7 +38,7 @@ class ResNetTask(ImageTask):
     """Standardized images -> stem -> residual stages -> mean pool -> 10 logits (He init, zero-init branch ends)."""
 
     standardize = True
-    eval_limit = 2000  # a pass over 10,000 images cost 1.4 s here, x21 validations per run: 2,000 keeps it ~6 s
+    eval_limit = 2000  # validation is ~21 passes per run: a subset keeps it cheap (docs/design.md, performance facts)
 
     def __init__(self, config: ResNetConfig = ResNetConfig(), name: str | None = None) -> None:
         self.config = config

@@ -1,6 +1,7 @@
-"""The held-out suite (issue 14): 12 core tasks on suite data across 5 modalities, a large tier, and the
-meta-validation tasks. Every task's data set is in the partition (loptim.tasks.partition); sizes were chosen so a
-core run with Adam takes at most ~30 s on one thread, validation included (benchmarks/tasks/time_tasks.py)."""
+"""The held-out suite (docs/data.md, the suite tasks): 12 core tasks on suite data across 5 modalities, a large
+tier, and the meta-validation tasks. Every task's data set is in the partition (loptim.tasks.partition); sizes were
+chosen so a core run with Adam takes at most ~30 s on one thread, validation included
+(benchmarks/tasks/time_tasks.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 
 from loptim.tasks.audio import DigitsConfig, DigitsTask
 from loptim.tasks.base import Task
-from loptim.tasks.image import MLPConfig, MLPTask
+from loptim.tasks.image import ImageMLPConfig, MLPTask
 from loptim.tasks.recurrent import RNNLMConfig, RNNLMTask
 from loptim.tasks.registry import TASKS
 from loptim.tasks.resnet import ResNetConfig, ResNetTask
@@ -19,7 +20,8 @@ from loptim.tasks.text import CharLMConfig, CharLMTask
 # movielens-neumf (recsys.py), the four held-out tasks of the LHOPT and Metz results.
 _NEW_CORE: dict[str, Callable[[], Task]] = {
     "fashion-mlp-relu": lambda: MLPTask(
-        MLPConfig("fashion-mnist", hidden=(128, 64), activation="relu", steps=600, init_std=None), "fashion-mlp-relu"
+        ImageMLPConfig("fashion-mnist", hidden=(128, 64), activation="relu", steps=600, init_std=None),
+        "fashion-mlp-relu",
     ),
     "fashion-resnet": lambda: ResNetTask(ResNetConfig("fashion-mnist", channels=(16, 32), blocks=1), "fashion-resnet"),
     "shakespeare-gru": lambda: RNNLMTask(

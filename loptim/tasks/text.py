@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from loptim.tasks.base import Batch, Params, Task, TaskFamily, check_split, choice
+from loptim.tasks.base import Batch, Params, Task, TaskFamily, check_split, uniform_choice
 from loptim.tasks.data.base import TextSplits
 from loptim.tasks.registry import FAMILIES, TASKS
 
@@ -42,7 +42,7 @@ def load_corpus(corpus: str) -> TextSplits:
 
 @dataclass(frozen=True)
 class CharLMConfig:
-    """A next-character transformer; sizes scaled down to this machine's CPU budget (DESIGN.md, LHOPT tasks)."""
+    """A next-character transformer, sized for a CPU budget (LHOPT meta-trains on small transformer LMs)."""
 
     corpus: str = "moby-dick"
     d_model: int = 32
@@ -197,11 +197,11 @@ class CharLMFamily(TaskFamily):
         low, high = self.steps
         config = CharLMConfig(
             corpus=self.corpus,
-            d_model=choice(generator, self.d_models),
-            layers=choice(generator, self.layers),
-            heads=choice(generator, self.heads),
-            context=choice(generator, self.contexts),
-            batch_size=choice(generator, self.batch_sizes),
+            d_model=uniform_choice(generator, self.d_models),
+            layers=uniform_choice(generator, self.layers),
+            heads=uniform_choice(generator, self.heads),
+            context=uniform_choice(generator, self.contexts),
+            batch_size=uniform_choice(generator, self.batch_sizes),
             default_steps=int(torch.randint(low, high + 1, (1,), generator=generator)),
         )
         return CharLMTask(config)

