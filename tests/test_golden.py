@@ -6,20 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from golden_runs import first_updates, meta_training
 from safetensors.torch import load_file
 
 GOLDEN = Path(__file__).parent / "golden"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_meta_training_reproduces_the_golden_meta_parameters_bit_for_bit(tmp_path):

@@ -28,6 +28,7 @@ from loptim.optimizers.step_inputs import (
     split_step_args,
 )
 from loptim.optimizers.versions import check_state_dict_header, state_dict_header
+from loptim.pretrained import load_learned
 
 DEFERRED_CHECK_EVERY = 16  # on accelerators, steps between host reads of the device-side non-finite counter
 
@@ -77,17 +78,25 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     name = "flat"
 
+    default_weights = ""  # the shipped weights a subclass loads by default
+
     def __init__(
         self,
         params: Iterable[Tensor],
-        net: nn.Module,
+        weights: str | None = "default",
         *,
-        weights: str | None,
         lr: float = 1.0,
         weight_decay: float = 0.0,
         maximize: bool = False,
         nonfinite: str = "raise",
+        total_steps: int = 0,
     ) -> None:
+        """`weights`: "default" (the class's shipped weights), another shipped name, a .safetensors path, or None
+        for an untrained network from a fixed seed (the global RNG is never touched)."""
+        weights = self.default_weights if weights == "default" else weights
+        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
+            net = load_learned(self.name, weights) if weights else self.untrained(torch.Generator().manual_seed(0))
+        self.total_steps = int(total_steps)  # for cores with progress features (0: unknown)
         check_hyperparameters(type(self).__name__, lr=lr, weight_decay=weight_decay, nonfinite=nonfinite)
         super().__init__(params, defaults={"lr": lr, "weight_decay": weight_decay, "maximize": maximize})
         self.net = net
@@ -104,8 +113,13 @@ class FlatOptimizer(torch.optim.Optimizer):
         self._defer_nonfinite: bool | None = None  # None: defer the check on accelerators only (tests force it)
 
     # ------------------------------------------------------------------------------------------ core hooks
-    def _zero_state(self, num_coordinates: int, dtype: torch.dtype, device: torch.device) -> State:
+    @classmethod
+    def untrained(cls, generator: torch.Generator) -> nn.Module:
+        """A freshly initialized core drawn from `generator`."""
         raise NotImplementedError
+
+    def _zero_state(self, num_coordinates: int, dtype: torch.dtype, device: torch.device) -> State:
+        return self.net.zero_state(num_coordinates, dtype=dtype, device=device)
 
     def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
         """The learned step D for every coordinate; updates `self.flat_state` in place."""

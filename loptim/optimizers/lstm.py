@@ -9,7 +9,6 @@ so a chunk's rows are contiguous and every parameter tensor owns a column range 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
-from loptim.pretrained import load_learned, register_kind
+from loptim.pretrained import register_kind
 
 GPU_CHUNK = 1 << 20  # coordinates per chunk on an accelerator: few kernel launches, gate buffers of ~320 MB
 
@@ -207,30 +206,11 @@ class LSTMOptimizer(FlatOptimizer):
     """
 
     name = "lstm"
+    default_weights = "lstm-mnist"
 
-    def __init__(
-        self,
-        params: Iterable[Tensor],
-        weights: str | None = "lstm-mnist",
-        *,
-        lr: float = 1.0,
-        weight_decay: float = 0.0,
-        maximize: bool = False,
-        nonfinite: str = "raise",
-        total_steps: int = 0,
-    ) -> None:
-        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
-            net = (
-                load_learned("lstm", weights)
-                if weights
-                else LSTMOptimizerNet(generator=torch.Generator().manual_seed(0))
-            )
-        super().__init__(
-            params, net, weights=weights, lr=lr, weight_decay=weight_decay, maximize=maximize, nonfinite=nonfinite
-        )
-
-    def _zero_state(self, num_coordinates: int, dtype: torch.dtype, device: torch.device) -> State:
-        return self.net.zero_state(num_coordinates, dtype=dtype, device=device)
+    @classmethod
+    def untrained(cls, generator: torch.Generator) -> LSTMOptimizerNet:
+        return LSTMOptimizerNet(generator=generator)
 
     def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
         on_cpu = flat_grad.device.type == "cpu"

@@ -9,7 +9,6 @@ Metz et al. 2019).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
@@ -32,7 +31,7 @@ from loptim.features import (
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
-from loptim.pretrained import load_learned, register_kind
+from loptim.pretrained import register_kind
 
 
 @dataclass(frozen=True)
@@ -268,30 +267,12 @@ class MLPOptimizer(FlatOptimizer):
     """
 
     name = "mlp"
+    default_weights = "mlp-mnist"
+    _plan: tuple[list[int], ChunkPlan, Tensor] | None = None  # sizes, chunks, feature scratch (44 B/param)
 
-    def __init__(
-        self,
-        params: Iterable[Tensor],
-        weights: str | None = "mlp-mnist",
-        *,
-        lr: float = 1.0,
-        weight_decay: float = 0.0,
-        maximize: bool = False,
-        nonfinite: str = "raise",
-        total_steps: int = 0,
-    ) -> None:
-        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
-            net = (
-                load_learned("mlp", weights) if weights else MLPOptimizerNet(generator=torch.Generator().manual_seed(0))
-            )
-        super().__init__(
-            params, net, weights=weights, lr=lr, weight_decay=weight_decay, maximize=maximize, nonfinite=nonfinite
-        )
-        self._plan: tuple[list[int], ChunkPlan, Tensor] | None = None  # sizes, chunks, feature scratch (44 B/param)
-        self.total_steps = int(total_steps)  # the generalist's progress features need it (0: unknown)
-
-    def _zero_state(self, num_coordinates: int, dtype: torch.dtype, device: torch.device) -> State:
-        return self.net.zero_state(num_coordinates, dtype=dtype, device=device)
+    @classmethod
+    def untrained(cls, generator: torch.Generator) -> MLPOptimizerNet:
+        return MLPOptimizerNet(generator=generator)
 
     def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
         flat_param = torch.cat([p.detach().reshape(-1) for p in params]).to(flat_grad.dtype)
