@@ -28,15 +28,14 @@ from typing import Any
 
 import torch
 
+from loptim.io import load_checkpoint, save_checkpoint
 from loptim.meta import distributed as dist
-from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
 from loptim.meta.lhopt_families import HELD_OUT_DATA, TRAIN_FAMILIES
 from loptim.meta.lhopt_rollout import Episode, meta_valid_spec, run_episode
-from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_optimizer, ppo_update
+from loptim.meta.ppo import TrajectoryBatch, make_optimizer, ppo_update
 from loptim.meta.recipes import LHOPTRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, derive_seed, git_commit
-from loptim.optimizers.lhopt import OBS_DIM, noop_bias
-from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES
+from loptim.optimizers.lhopt import ACTION_HEADS, HEAD_SIZES, OBS_DIM, ActorCritic, PolicyConfig, noop_bias
 
 UPDATE_SALT = 0x51ED27  # the PPO minibatch order's seed part, distinct from every episode index
 HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # DESIGN.md table

@@ -24,8 +24,8 @@ from loptim.meta.parts import (
 from loptim.meta.pes import PES
 from loptim.meta.ppo import PPOConfig
 from loptim.meta.unroll import MetaObjective
-from loptim.optimizers.lhopt_actions import ACTION_HEADS, DEFAULT_NOOP_BIAS
-from loptim.optimizers.lhopt_inner import PUBLISHED, InnerConfig
+from loptim.optimizers.lhopt.actions import ACTION_HEADS, DEFAULT_NOOP_BIAS
+from loptim.optimizers.lhopt.inner import PUBLISHED, InnerConfig
 from loptim.optimizers.lstm import LSTMConfig
 from loptim.optimizers.mlp import MLPConfig, generalist_config
 from loptim.registry import Registry
@@ -166,13 +166,13 @@ class LHOPTRecipe:
     eval_every: int = 10
     eval_rollouts: int = 8
     seed: int = 0
-    hidden: int = 64  # example config 256; scaled down (loptim.meta.ppo.PolicyConfig)
+    hidden: int = 64  # example config 256; scaled down (loptim.optimizers.lhopt.policy.PolicyConfig)
     # The config's lr 2e-4 moved the policy by approx-KL < 3e-4 per update (first run); 1e-3 by ~1e-3.
     # Entropy bonus 1e-3 (config 1e-2): at 1e-2 the entropy rose every epoch (4.7 -> 5.6 in 15) and undid the
     # no-op bias, while noisy advantages averaged out.
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(lr=2e-3, entropy_coef=1e-3))
     inner: InnerConfig = PUBLISHED  # the published inner optimizer, as loptim.LHOPT uses by default
-    # Initial logit of each head's no-op, in lhopt_actions.ACTION_HEADS order (lhopt_actions.DEFAULT_NOOP_BIAS).
+    # Initial logit of each head's no-op, in ACTION_HEADS order (loptim.optimizers.lhopt.actions.DEFAULT_NOOP_BIAS).
     noop_bias: tuple[float, ...] = DEFAULT_NOOP_BIAS
     # Which action heads the policy steers (ACTION_HEADS names); the others always take their no-op.
     controlled: tuple[str, ...] = ("lr", "weight_decay", "eps", "one_minus_beta1", "one_minus_beta2", "clip_ratio",
