@@ -1,4 +1,5 @@
-"""The strong reference of LHOPT's reward (issue 15): a good hand-designed run of the episode's task and seed.
+"""The strong reference of LHOPT's reward (docs/lhopt.md, Reward): a good hand-designed run of the episode's task
+and seed.
 
 Textbook AdamW (the inner optimizer's plain mode, `PLAIN_ADAMW`, with torch.optim.AdamW's defaults: betas
 0.9/0.999, eps 1e-8, decoupled weight decay 0.01) with a linear warm-up over the first `warmup_fraction` of the

@@ -38,11 +38,11 @@ from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, derive_seed, git_comm
 from loptim.optimizers.lhopt import ACTION_HEADS, HEAD_SIZES, OBS_DIM, ActorCritic, PolicyConfig, noop_bias
 
 UPDATE_SALT = 0x51ED27  # the PPO minibatch order's seed part, distinct from every episode index
-HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # DESIGN.md table
+HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # docs/design.md table
 REWARD_DEFINITION = (
     "return clip(log(L_ref / L_policy), -3, 3), gamma 1: final validation loss of a reference run (same task, seed "
     "and batches, initial hyperparameters held fixed) over the policy's; diverged = inf loss; paid out per decision "
-    "by potential-based shaping on the paired window training-loss log-ratios (loptim.meta.lhopt_rollout)"
+    "by potential-based shaping on the paired window training-loss log-ratios (docs/lhopt.md)"
 )
 
 
