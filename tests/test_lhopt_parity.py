@@ -1,13 +1,17 @@
 """One controller loop: on the same run (task, seed, initial hyperparameters, actions), the policy of the
 torch.optim shell `loptim.LHOPT` and the policy of a meta-training episode (`lhopt_rollout.inner_run`) receive
-identical observations, and the runs end on identical parameters."""
+identical observations and end on the same validation loss; and the loop's explicit nonfinite modes."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from torch import Tensor
 
 from loptim import LHOPT
+from loptim.errors import DivergedError
 from loptim.meta.lhopt_families import sample_task
 from loptim.meta.lhopt_rollout import BATCH_SALT, EpisodeSpec, inner_run, valid_loss, valid_set
 from loptim.optimizers.lhopt import (
@@ -16,6 +20,7 @@ from loptim.optimizers.lhopt import (
     OBS_DIM,
     PUBLISHED,
     ActorCritic,
+    ControlLoop,
     InnerHParams,
     PolicyConfig,
 )
@@ -103,3 +108,23 @@ def test_an_episode_that_observes_validation_losses_shows_other_observations():
     inner_run(spec, PUBLISHED, valid_batches=2, observe_valid_batches=1, policy=episode_policy)
     assert torch.equal(shell_policy.seen[0][:, :20], episode_policy.seen[0][:, :20])
     assert not torch.equal(shell_policy.seen[0], episode_policy.seen[0])
+
+
+def test_the_loops_nonfinite_modes():
+    params = [torch.randn(3, 2, generator=torch.Generator().manual_seed(0))]
+    grads = [torch.ones(3, 2)]
+    make = lambda mode: ControlLoop(params, InnerHParams(), PUBLISHED, 10, 2, nonfinite=mode)  # noqa: E731
+    with pytest.raises(DivergedError):
+        make("raise").proceed(math.nan)
+    skipping = make("skip")
+    assert skipping.proceed(1.0, 2.0) and not skipping.proceed(1.0, math.inf) and skipping.skipped_steps == 1
+    stopping = make("stop")
+    assert not stopping.proceed(math.inf) and stopping.stopped  # nothing to go back to: the episode ends
+    rescued = make("stop")
+    for _ in range(rescued.interval):
+        due = rescued.step(params, grads, 1.0)
+    assert due
+    rescued.decision(params, lambda observation: _action(restart=1))  # save register 0
+    assert rescued.proceed(math.nan) and not rescued.stopped  # the policy may still load it
+    with pytest.raises(ValueError, match="nonfinite"):
+        make("ignore")
