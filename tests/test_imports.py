@@ -7,7 +7,6 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent / "loptim"
-LHOPT_FILES = ("loptim.meta.lhopt_", "loptim.meta.ppo", "loptim.optimizers.lhopt", "loptim.lhopt_features")
 
 
 def module_names() -> dict[str, Path]:
@@ -50,10 +49,14 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
+def import_graph() -> dict[str, set[str]]:
+    modules = module_names()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
 def cycles() -> list[list[str]]:
     """The strongly connected components of more than one module (Tarjan), each sorted."""
-    modules = module_names()
-    graph = {name: imports_of(name, path, modules) for name, path in modules.items()}
+    graph = import_graph()
     index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
 
     def visit(node: str) -> None:
@@ -84,15 +87,23 @@ def cycles() -> list[list[str]]:
     return found
 
 
-def test_the_walker_sees_imports_inside_functions():
-    modules = module_names()  # cli.py imports the trainers inside its command functions only
-    assert "loptim.meta.lhopt_trainer" in imports_of("loptim.cli", modules["loptim.cli"], modules)
-
-
-def test_no_import_cycles_outside_lhopt():
-    outside = [c for c in cycles() if not any(m.startswith(LHOPT_FILES) for m in c)]
-    assert outside == []
+def test_the_walker_sees_imports_inside_functions_and_the_packages_they_run(tmp_path):
+    modules = module_names()
+    path = tmp_path / "probe.py"
+    path.write_text("def f():\n    from loptim.optimizers.lhopt.features import safe_log\n")
+    found = imports_of("loptim.probe", path, modules)
+    assert found == {"loptim.optimizers", "loptim.optimizers.lhopt", "loptim.optimizers.lhopt.features"}
 
 
 def test_no_import_cycles():
     assert cycles() == []
+
+
+def test_the_deployed_lhopt_never_imports_meta_training():
+    graph, reached, todo = import_graph(), set(), ["loptim.optimizers.lhopt"]
+    while todo:
+        for target in graph[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    assert "loptim.optimizers.lhopt.shell" in reached  # the walk follows the package's imports
+    assert sorted(m for m in reached if m.startswith("loptim.meta")) == []

@@ -9,10 +9,8 @@ import pytest
 import torch
 
 from loptim.errors import DivergedError, WeightsError
-from loptim.lhopt_features import CDF_END_WEIGHTS, cdf_init, cdf_update, feature_scratch, per_tensor_features
-from loptim.meta.ppo import ActorCritic, PolicyConfig
-from loptim.optimizers.lhopt import LHOPT, OBS_DIM, OBSERVATION_LAYOUT, MissingLossError
-from loptim.optimizers.lhopt_actions import (
+from loptim.optimizers.lhopt import LHOPT, OBS_DIM, OBSERVATION_LAYOUT, ActorCritic, MissingLossError, PolicyConfig
+from loptim.optimizers.lhopt.actions import (
     ACTION_HEADS,
     HEAD_SIZES,
     NOOP_ACTION,
@@ -22,7 +20,8 @@ from loptim.optimizers.lhopt_actions import (
     hparam_features,
     randomize_hparams,
 )
-from loptim.optimizers.lhopt_inner import PLAIN_ADAMW, PUBLISHED, InnerHParams, init_inner_state, inner_step
+from loptim.optimizers.lhopt.features import CDF_END_WEIGHTS, cdf_init, cdf_update, feature_scratch, per_tensor_features
+from loptim.optimizers.lhopt.inner import PLAIN_ADAMW, PUBLISHED, InnerHParams, init_inner_state, inner_step
 
 HEAD = {head.name: i for i, head in enumerate(ACTION_HEADS)}
 

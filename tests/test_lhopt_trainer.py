@@ -22,7 +22,7 @@ from loptim.meta.lhopt_rollout import (
 )
 from loptim.meta.lhopt_trainer import LHOPTTrainer, episodes_to_batch, make_policy
 from loptim.meta.recipes import RECIPES, LHOPTRecipe
-from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES, NOOP_ACTION
+from loptim.optimizers.lhopt.actions import ACTION_HEADS, HEAD_SIZES, NOOP_ACTION
 from loptim.optimizers.registry import learned_factory
 from loptim.tasks import get_task
 

@@ -7,12 +7,9 @@ import pytest
 import torch
 
 from loptim.meta.ppo import (
-    ActorCritic,
-    PolicyConfig,
     PPOConfig,
     TrajectoryBatch,
     act,
-    choose,
     entropy,
     explained_variance,
     gae,
@@ -21,6 +18,7 @@ from loptim.meta.ppo import (
     ppo_loss,
     ppo_update,
 )
+from loptim.optimizers.lhopt.policy import ActorCritic, PolicyConfig, choose
 
 
 def test_ppo_config_defaults_are_the_example_configs():

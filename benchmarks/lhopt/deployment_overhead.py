@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import loptim
-from loptim.optimizers.lhopt_inner import PUBLISHED, InnerHParams, init_inner_state, inner_step
+from loptim.optimizers.lhopt.inner import PUBLISHED, InnerHParams, init_inner_state, inner_step
 
 
 def model_of(hidden: tuple[int, ...]) -> nn.Module:

@@ -20,9 +20,10 @@ from loptim.tasks.partition import check_meta_trainable, datasets
 # Meta-training never sees these data sets: the partition's suite (loptim/tasks/partition.py, docs/data.md).
 HELD_OUT_DATA = datasets("suite")
 
-# The meta-training mixtures (DESIGN.md, held-out table: noisy quadratics, the MNIST MLP/CNN family, small
-# Moby-Dick LMs). The first four are lhopt-small's; the "-wide" entries are lhopt-wide's (issue 15: architecture,
-# width, depth, batch size and modality varied), sized so that a 2,000-step episode stays affordable on one core.
+# The meta-training mixtures (docs/design.md, Evaluation protocol, held-out table: noisy quadratics, the MNIST
+# MLP/CNN family, small Moby-Dick LMs). The first four are lhopt-small's; the "-wide" entries are lhopt-wide's
+# (campaigns/lhopt-wide/README.md: architecture, width, depth, batch size and modality varied), sized so that a
+# 2,000-step episode stays affordable on one core.
 TRAIN_FAMILIES: dict[str, dict[str, Any]] = {
     "noisy-quadratic": {},
     "mnist-mlp": {"dataset": "mnist", "widths": (16, 64), "depths": (1, 2)},

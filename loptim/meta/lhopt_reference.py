@@ -1,19 +1,20 @@
-"""The strong reference of LHOPT's reward (issue 15): a good hand-designed run of the episode's task and seed.
+"""The strong reference of LHOPT's reward (docs/lhopt.md, Reward): a good hand-designed run of the episode's task
+and seed.
 
 Textbook AdamW (the inner optimizer's plain mode, `PLAIN_ADAMW`, with torch.optim.AdamW's defaults: betas
 0.9/0.999, eps 1e-8, decoupled weight decay 0.01) with a linear warm-up over the first `warmup_fraction` of the
 steps and a cosine decay to 0, at a learning rate chosen per task family and length bucket by a small sweep
 (loptim.meta.lhopt_sweep, cached on disk). Plain mode rather than the published one because the policy is judged
-against tuned `torch.optim.AdamW` (DESIGN.md, LHOPT evaluation): the reward should pay it for beating what it will
-be compared with, and the published mode's trust ratio rescales the learning rate per tensor, so a learning rate
-swept for it would not be a schedule anyone tunes in practice.
+against tuned `torch.optim.AdamW` (docs/design.md, Evaluation protocol): the reward should pay it for beating what
+it will be compared with, and the published mode's trust ratio rescales the learning rate per tensor, so a learning
+rate swept for it would not be a schedule anyone tunes in practice.
 """
 
 from __future__ import annotations
 
 import math
 
-from loptim.optimizers.lhopt_inner import PLAIN_ADAMW, InnerConfig, InnerHParams
+from loptim.optimizers.lhopt.inner import PLAIN_ADAMW, InnerConfig, InnerHParams
 
 REFERENCE_CONFIG: InnerConfig = PLAIN_ADAMW
 # torch.optim.AdamW's defaults in LHOPT's parametrization (1 - beta); lr is set per family by the sweep.

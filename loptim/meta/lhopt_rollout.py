@@ -1,36 +1,12 @@
 """One LHOPT meta-training episode (Almeida et al. 2021): a whole inner training run of a sampled task, steered by
-the policy a few times, and its reward against a reference run of the same task and seed.
-
-Everything an episode draws (task, length, number of decisions, initial hyperparameters, initialization, batches,
-sampled actions) derives from its integer seed, so an episode is a pure function of (recipe, policy, seed) and
-results never depend on which worker ran it or when. The inner loop uses the same controller functions as the
-`loptim.LHOPT` shell (`record_step`, `observe`, `decide`), so the policy meets the same observations in use.
-
-Reward (loptim's choice; DESIGN.md asks to document it): the episode's return is R = clip(log(L_ref / L_policy), -3,
-3) with gamma 1. L_policy is the run's final validation loss, L_ref the final validation loss of a reference run of
-the same task and seed (same initialization, same batches): with recipe.reference "fixed", the episode's initial
-hyperparameters held fixed (easy to beat: lhopt-small); with "tuned" (issue 15's strong reference,
-loptim.meta.lhopt_reference), plain AdamW with warm-up and cosine decay at the learning rate swept for the family
-and length bucket (so the table is an input: an episode is a pure function of (recipe, policy, seed, table), and the
-table of (recipe, code version)). A diverged run counts as an infinite loss (R = -3 if only the policy diverged, +3
-if only the reference did, 0 if both). The published example config instead compares steps-to-loss against a
-power-law fit of a baseline curve; a final-loss ratio is cheaper (one reference run, no fit), unitless, and
-comparable across tasks, and (fixed reference) a policy that keeps the initial hyperparameters scores exactly 0.
-
-R is paid out over the decisions by potential-based shaping (Ng et al. 1999): with phi_k = clip(log(W_ref,k /
-W_policy,k), -3, 3), W the mean training loss of the window that ends at decision k (same batches in both runs),
-decision k earns phi_{k+1} - phi_k and the last decision R - phi_{K-1}. With the fixed reference both runs are
-identical before the first decision, so phi_0 = 0 and the rewards sum to R exactly; with the tuned one they sum to
-R - phi_0, and phi_0 (the first window, before any action) does not depend on the policy's choices, so the
-optimal policy is unchanged (Ng et al.'s result). What changes is credit assignment: a decision is paid for what the
-paired training losses did after it, not for what earlier decisions did (a single reward at the end of 8-64
-decisions left PPO with no usable signal in loptim's first run). The return from decision k on is R - phi_k; phi_k
-depends on the reference run, which the policy cannot observe, so the critic (only) receives phi_k as a privileged
-input (asymmetric actor-critic): without it the critic's explained variance was below 0.
+the policy a few times through the control loop `loptim.LHOPT` runs, and its reward against a reference run of the
+same task and seed. An episode is a pure function of (recipe, policy, seed) (and, for a tuned reference, the swept
+learning-rate table). The reward, its per-decision shaping and the critic's privileged input: docs/lhopt.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from loptim.lhopt_features import feature_scratch
+from loptim.inner import train_steps
 from loptim.meta.lhopt_families import reference_family, sample_task
 from loptim.meta.lhopt_reference import (
     REFERENCE_CONFIG,
@@ -48,10 +24,8 @@ from loptim.meta.lhopt_reference import (
     reference_key,
     warmup_cosine,
 )
-from loptim.meta.ppo import ActorCritic, act
-from loptim.optimizers.lhopt import decide, init_controller, observe, record_step, wants_features
-from loptim.optimizers.lhopt_actions import randomize_hparams
-from loptim.optimizers.lhopt_inner import InnerConfig, InnerHParams, init_inner_state, inner_step
+from loptim.meta.ppo import act
+from loptim.optimizers.lhopt import ActorCritic, ControlLoop, InnerConfig, InnerHParams, randomize_hparams
 from loptim.tasks.base import Task, log_uniform_int
 
 if TYPE_CHECKING:
@@ -84,8 +58,9 @@ def draw_episode(
     seed: int,
 ) -> EpisodeSpec:
     """The episode of `seed`: a family by weight, a task from it, a log-uniform length in `inner_steps`, a
-    log-uniform number of decisions in `decisions` (DESIGN.md: [8, 64]) capped at steps // 2 so that every window
-    holds at least two inner steps, and randomized initial hyperparameters (example config's noise_definition)."""
+    log-uniform number of decisions in `decisions` (the paper: 8 to 64; docs/design.md, LHOPT) capped at steps // 2
+    so that every window holds at least two inner steps, and randomized initial hyperparameters (example config's
+    noise_definition)."""
     generator = torch.Generator().manual_seed(seed)
     weights = torch.tensor([weight for _, weight in families], dtype=torch.float64)
     family = families[int(torch.multinomial(weights, 1, generator=generator))][0]
@@ -114,8 +89,8 @@ def relative_reward(reference_loss: float, final_loss: float, clip: float = 3.0)
 
 def valid_set(task: Task, seed: int, batches: int) -> list[Any]:
     """`batches` minibatches of the valid split, drawn once per episode from its seed: the reference and the
-    policy's run are scored on the same examples. (A task's full evaluation set costs ~1 s per new task object
-    to build and ~0.1 s per pass for a CNN here, more than a whole short run.)"""
+    policy's run are scored on the same examples (a task's full evaluation set can cost more than a whole short
+    run: docs/lhopt.md)."""
     stream = task.batches("valid", torch.Generator().manual_seed(seed ^ VALID_SALT))
     return [next(stream) for _ in range(batches)]
 
@@ -165,7 +140,7 @@ def decision_steps(spec: EpisodeSpec) -> list[int]:
 
 
 def potential(reference_window: float, policy_window: float, clip: float = 3.0) -> float:
-    """phi_k: the clipped log ratio of the paired window training losses (module docstring); a diverged policy's
+    """phi_k: the clipped log ratio of the paired window training losses (docs/lhopt.md); a diverged policy's
     window is inf (phi = -clip)."""
     return relative_reward(reference_window, policy_window, clip)
 
@@ -189,56 +164,30 @@ def inner_run(
     reward_clip: float = 3.0,
     lr_schedule: Callable[[int], float] | None = None,
 ) -> InnerResult:
-    """Train `spec.task` from `spec.hparams` for `spec.steps` inner steps; the policy (if any) acts every
-    `spec.interval` steps, sampling with `generator` (greedy if None), after seeing the validation loss on the
-    first `observe_valid_batches` of the episode's `valid_batches` validation minibatches (all score the end).
-    With `reference_windows`, the critic also sees the current potential phi_k (module docstring), else 0.
+    """Train `spec.task` from `spec.hparams` for `spec.steps` inner steps (loptim.inner.train_steps) under LHOPT's
+    control loop; the policy (if any) decides every `spec.interval` steps, sampling with `generator` (greedy if
+    None), after seeing the validation loss on the first `observe_valid_batches` of the episode's `valid_batches`
+    validation minibatches (all score the end; 0: the policy sees none, as a shell nobody feeds validation losses).
+    With `reference_windows`, the critic also sees the current potential phi_k (docs/lhopt.md), else 0.
     `lr_schedule` (reference runs) multiplies the learning rate of inner step `step` (0-based) by lr_schedule(step).
 
-    A run stops early, diverged, when its loss is not finite and no restart register holds a state to go back
-    to; its remaining decision windows count as inf."""
+    The loop's nonfinite mode is "stop": a run stops early, diverged, when its loss is not finite and no restart
+    register holds a state to go back to; its remaining decision windows count as inf."""
     task = spec.task
     initial = task.init(torch.Generator().manual_seed(spec.seed))
-    names = list(initial)
-    params = [initial[name].detach().clone().requires_grad_(True) for name in names]
+    params = {name: value.detach().clone().requires_grad_(True) for name, value in initial.items()}
+    tensors = list(params.values())  # the same tensors, updated in place
     batches = task.batches("train", torch.Generator().manual_seed(spec.seed ^ BATCH_SALT))
     validation = valid_set(task, spec.seed, valid_batches)
-    inner_state = init_inner_state(params)
-    scratch = feature_scratch(params) if policy is not None else None
-    controller = init_controller(params, spec.hparams)
+    loop = ControlLoop(tensors, spec.hparams, config, spec.steps, spec.decisions, nonfinite="stop")
     lstm_state = policy.initial_state(1) if policy is not None else None
     rows: dict[str, list[Tensor]] = {"obs": [], "actions": [], "log_probs": [], "values": [], "critic_extra": []}
-    diverged = False
     windows: list[float] = []
     potentials: list[float] = []
     window_sum = 0.0
-    for step in range(spec.steps):
-        loss = task.loss(dict(zip(names, params)), next(batches))
-        loss_value = float(loss.detach())
-        window_sum += loss_value
-        if not math.isfinite(loss_value) and all(r is None for r in controller["registers"]):
-            diverged = True
-            break
-        grads = torch.autograd.grad(loss, params)
-        with_features = policy is not None and wants_features(controller, config)
-        hparams = controller["hparams"]
-        if lr_schedule is not None:
-            hparams = replace(hparams, lr=hparams.lr * lr_schedule(step))
-        clipped, features = inner_step(
-            hparams, config, inner_state, params, list(grads), with_features=with_features, scratch=scratch
-        )
-        record_step(controller, loss_value, clipped, features)
-        done = step + 1
-        if done % spec.interval != 0 or done >= spec.steps:
-            continue
-        window = window_sum / spec.interval
-        windows.append(window if math.isfinite(window) else math.inf)
-        window_sum = 0.0
-        if policy is None:
-            continue
-        progress = done / spec.steps
-        controller["valid_pending"] = valid_loss(task, dict(zip(names, params)), validation[:observe_valid_batches])
-        observation, window_loss = observe(controller, params, progress, spec.interval / spec.steps)
+
+    def choose_action(observation: Tensor) -> list[int]:
+        nonlocal lstm_state
         obs = observation.float().unsqueeze(0)
         phi = (
             0.0
@@ -250,8 +199,31 @@ def inner_run(
         actions, log_probs, values, lstm_state = act(policy, obs, lstm_state, generator, extra)
         for key, value in zip(rows, (obs[0], actions[0], log_probs[0], values[0], extra[0])):
             rows[key].append(value)
-        inner_state = decide(controller, actions[0].tolist(), params, inner_state, loss=window_loss, progress=progress)
-    final = math.inf if diverged else valid_loss(task, dict(zip(names, params)), validation)
+        return actions[0].tolist()
+
+    def update(step: int, current: dict[str, Tensor], grads: dict[str, Tensor], loss: Tensor) -> dict[str, Tensor]:
+        nonlocal window_sum
+        loss_value = float(loss.detach())
+        window_sum += loss_value
+        if not loop.proceed(loss_value):
+            return current
+        factor = 1.0 if lr_schedule is None else lr_schedule(step)
+        due = loop.step(tensors, list(grads.values()), loss_value, features=policy is not None, lr_factor=factor)
+        if not due:
+            return current
+        window = window_sum / spec.interval
+        windows.append(window if math.isfinite(window) else math.inf)
+        window_sum = 0.0
+        if policy is not None:
+            observed = valid_loss(task, current, validation[:observe_valid_batches]) if observe_valid_batches else None
+            loop.decision(tensors, choose_action, observed)
+        return current
+
+    for _ in train_steps(task, params, itertools.islice(batches, spec.steps), update):
+        if loop.stopped:
+            break
+    diverged = loop.stopped
+    final = math.inf if diverged else valid_loss(task, params, validation)
     windows += [math.inf] * (len(decision_steps(spec)) - len(windows))
     return InnerResult(final, windows, rows, potentials, diverged or not math.isfinite(final))
 

@@ -1,9 +1,9 @@
-"""The strong reference's learning-rate sweep (issue 15): per training family and length bucket, plain AdamW with
-warm-up and cosine decay (loptim.meta.lhopt_reference) at each of a recipe's `sweep_lrs`, on `sweep_seeds` task
-variants of short runs (the bucket's shortest length); the learning rate with the lowest mean log final validation
-loss wins (log: variants differ in scale; a diverged run counts as inf). When the winner is at an edge of the grid,
-the grid is extended past it by the grid's own ratio, up to EXTEND points, so the choice is interior where it can
-be (noisy quadratics kept improving up to the 0.32 of the default grid).
+"""The strong reference's learning-rate sweep (docs/lhopt.md, Reward): per training family and length bucket,
+plain AdamW with warm-up and cosine decay (loptim.meta.lhopt_reference) at each of a recipe's `sweep_lrs`, on
+`sweep_seeds` task variants of short runs (the bucket's shortest length); the learning rate with the lowest mean
+log final validation loss wins (log: variants differ in scale; a diverged run counts as inf). When the winner is
+at an edge of the grid, the grid is extended past it by the grid's own ratio, up to EXTEND points, so the choice is
+interior where it can be (noisy quadratics kept improving up to the 0.32 of the default grid).
 
 Computed once and cached as JSON under `$LOPTIM_CACHE/lhopt-reference/`, one file per (family, its size options,
 length bucket, sweep settings, reference and package version): a later run with the same key reads it, a changed

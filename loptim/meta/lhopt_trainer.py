@@ -28,22 +28,21 @@ from typing import Any
 
 import torch
 
+from loptim.io import load_checkpoint, save_checkpoint
 from loptim.meta import distributed as dist
-from loptim.meta.checkpoint import load_checkpoint, save_checkpoint
 from loptim.meta.lhopt_families import HELD_OUT_DATA, TRAIN_FAMILIES
 from loptim.meta.lhopt_rollout import Episode, meta_valid_spec, run_episode
-from loptim.meta.ppo import ActorCritic, PolicyConfig, TrajectoryBatch, make_optimizer, ppo_update
+from loptim.meta.ppo import TrajectoryBatch, make_optimizer, ppo_update
 from loptim.meta.recipes import LHOPTRecipe
 from loptim.meta.trainer import EVAL_SEED_BASE, EpochLoop, derive_seed, git_commit
-from loptim.optimizers.lhopt import OBS_DIM, noop_bias
-from loptim.optimizers.lhopt_actions import ACTION_HEADS, HEAD_SIZES
+from loptim.optimizers.lhopt import ACTION_HEADS, HEAD_SIZES, OBS_DIM, ActorCritic, PolicyConfig, noop_bias
 
 UPDATE_SALT = 0x51ED27  # the PPO minibatch order's seed part, distinct from every episode index
-HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # DESIGN.md table
+HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # docs/design.md table
 REWARD_DEFINITION = (
     "return clip(log(L_ref / L_policy), -3, 3), gamma 1: final validation loss of a reference run (same task, seed "
     "and batches, initial hyperparameters held fixed) over the policy's; diverged = inf loss; paid out per decision "
-    "by potential-based shaping on the paired window training-loss log-ratios (loptim.meta.lhopt_rollout)"
+    "by potential-based shaping on the paired window training-loss log-ratios (docs/lhopt.md)"
 )
 
 
@@ -255,29 +254,21 @@ class LHOPTTrainer(EpochLoop):
         its input normalizer), the PPO optimizer, the counters, the best policy and its score, and the global RNG
         (every random draw derives from (recipe seed, epoch, index), so the counters carry the trainer's own
         randomness). No history, episodes or cached references (recomputed identically)."""
+        bookkeeping = {k: v for k, v in self.loop_state().items() if k not in ("history", "commands")}
         return {
             "format": "lhopt-compact-1",
-            "recipe": self.recipe.name,
-            "epoch": self.epoch,
-            "seconds": self.seconds,
+            **bookkeeping,
             "inner_steps": self.inner_steps,
             "reference_steps": self.reference_steps,
             "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
-            "best": self.best,
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
             "rng": torch.random.get_rng_state(),
         }
 
     def state(self) -> dict[str, Any]:
-        return {
-            **self.compact_state(),
-            "format": "lhopt-full-1",
-            "history": self.history,
-            "commands": self.commands,
-            "eval_references": self.eval_references,
-        }
+        """The full checkpoint: the compact state, the history and commands, and the cached reference losses."""
+        return {**self.loop_state(), **self.compact_state(), "format": "lhopt-full-1",
+                "eval_references": self.eval_references}  # fmt: skip
 
     def save(self) -> None:
         """Write the checkpoint (and the compact one, if asked) atomically from rank 0 (every rank holds the same
@@ -311,13 +302,9 @@ class LHOPTTrainer(EpochLoop):
         resumed one (an interrupted run may have logged one more)."""
         path = Path(path) if path is not None else self.checkpoint_path
         ckpt = dist.broadcast(load_checkpoint(path) if dist.is_main() else None)
-        if ckpt["recipe"] != self.recipe.name:
-            raise ValueError(f"{path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
+        self.load_loop_state(ckpt, path)
         self.policy.load_state_dict(ckpt["policy"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.epoch, self.seconds = ckpt["epoch"], ckpt["seconds"]
-        self.best, self.best_score, self.best_epoch = ckpt["best"], ckpt["best_score"], ckpt["best_epoch"]
-        self.history, self.commands = ckpt.get("history", []), ckpt.get("commands", [])
         self.eval_references = dict(ckpt.get("eval_references", {}))
         self.inner_steps, self.reference_steps = ckpt.get("inner_steps", 0), ckpt.get("reference_steps", 0)
         if "rng" in ckpt:

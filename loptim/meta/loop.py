@@ -90,6 +90,30 @@ class EpochLoop:
     def postfix(self, record: dict[str, float]) -> dict[str, str]:
         return {}
 
+    def loop_state(self) -> dict[str, Any]:
+        """The bookkeeping every trainer's checkpoint holds: recipe name, epoch, seconds, the best state and its
+        score and epoch, the per-epoch history and the commands that ran it."""
+        return {
+            "recipe": self.recipe.name,
+            "epoch": self.epoch,
+            "seconds": self.seconds,
+            "best": self.best,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "commands": self.commands,
+        }
+
+    def load_loop_state(self, checkpoint: dict[str, Any], path: Path) -> None:
+        """Restore `loop_state`'s fields from a checkpoint read from `path`, refusing another recipe's; a compact
+        checkpoint may lack the history and the commands."""
+        if checkpoint["recipe"] != self.recipe.name:
+            raise ValueError(f"{path} is from recipe '{checkpoint['recipe']}', not '{self.recipe.name}'")
+        self.epoch, self.seconds = checkpoint["epoch"], checkpoint["seconds"]
+        self.best, self.best_score = checkpoint["best"], checkpoint["best_score"]
+        self.best_epoch = checkpoint["best_epoch"]
+        self.history, self.commands = checkpoint.get("history", []), checkpoint.get("commands", [])
+
     def write_weights(self, kind: str, net: nn.Module, config: dict[str, Any], fields: dict[str, Any],
                       command: str | None) -> Path:  # fmt: skip
         """best.safetensors + its JSON card (`fields` plus the run's provenance) + history.json, in `out`."""

@@ -24,8 +24,8 @@ from loptim.meta.parts import (
 from loptim.meta.pes import PES
 from loptim.meta.ppo import PPOConfig
 from loptim.meta.unroll import MetaObjective
-from loptim.optimizers.lhopt_actions import ACTION_HEADS, DEFAULT_NOOP_BIAS
-from loptim.optimizers.lhopt_inner import PUBLISHED, InnerConfig
+from loptim.optimizers.lhopt.actions import ACTION_HEADS, DEFAULT_NOOP_BIAS
+from loptim.optimizers.lhopt.inner import PUBLISHED, InnerConfig
 from loptim.optimizers.lstm import LSTMConfig
 from loptim.optimizers.mlp import MLPConfig, generalist_config
 from loptim.registry import Registry
@@ -135,12 +135,12 @@ class MetzRecipe:
 
 @dataclass(frozen=True)
 class LHOPTRecipe:
-    """PPO meta-training of LHOPT's policy (Almeida et al. 2021; DESIGN.md, LHOPT), scaled to 2 CPU cores.
+    """PPO meta-training of LHOPT's policy (Almeida et al. 2021; docs/design.md, LHOPT), scaled to 2 CPU cores.
 
     One epoch (a PPO iteration) = `rollouts` episodes, each a whole inner run of a task drawn from `families`
     (names in loptim.meta.lhopt_families.TRAIN_FAMILIES, with weights) of a log-uniform length in `inner_steps`,
-    with `decisions` (log-uniform; DESIGN.md: 8-64) policy decisions and randomized initial hyperparameters,
-    then one `ppo_update`. Reward: lhopt_rollout's module docstring, against a `reference` run: "fixed" (the
+    with `decisions` (log-uniform; the paper: 8-64) policy decisions and randomized initial hyperparameters,
+    then one `ppo_update`. Reward (docs/lhopt.md), against a `reference` run: "fixed" (the
     episode's initial hyperparameters held) or "tuned" (plain AdamW, warm-up and cosine, at a learning rate swept
     per family and length bucket: loptim.meta.lhopt_reference). The best checkpoint is chosen by the greedy
     policy's mean reward on `eval_rollouts` fixed episodes, evaluated every `eval_every` epochs: episodes of the
@@ -155,8 +155,8 @@ class LHOPTRecipe:
         ("mnist-cnn", 1.0),
         ("char-lm", 1.0),
     )
-    inner_steps: tuple[int, int] = (48, 192)  # paper: 1-5 epochs of real data sets; ~2 s per episode here
-    decisions: tuple[int, int] = (8, 64)  # DESIGN.md "LHOPT actions"; capped at steps // 2 per episode
+    inner_steps: tuple[int, int] = (48, 192)  # paper: 1-5 epochs of real data sets; short runs here
+    decisions: tuple[int, int] = (8, 64)  # docs/design.md, LHOPT (decisions); capped at steps // 2 per episode
     rollouts: int = 16
     workers: int = 2  # parallel episode processes (spawn, one torch thread each); 1 runs in-process
     valid_batches: int = 8  # valid-split minibatches per episode, drawn once: the final loss behind the reward
@@ -166,18 +166,18 @@ class LHOPTRecipe:
     eval_every: int = 10
     eval_rollouts: int = 8
     seed: int = 0
-    hidden: int = 64  # example config 256; scaled down (loptim.meta.ppo.PolicyConfig)
+    hidden: int = 64  # example config 256; scaled down (loptim.optimizers.lhopt.policy.PolicyConfig)
     # The config's lr 2e-4 moved the policy by approx-KL < 3e-4 per update (first run); 1e-3 by ~1e-3.
     # Entropy bonus 1e-3 (config 1e-2): at 1e-2 the entropy rose every epoch (4.7 -> 5.6 in 15) and undid the
     # no-op bias, while noisy advantages averaged out.
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(lr=2e-3, entropy_coef=1e-3))
     inner: InnerConfig = PUBLISHED  # the published inner optimizer, as loptim.LHOPT uses by default
-    # Initial logit of each head's no-op, in lhopt_actions.ACTION_HEADS order (lhopt_actions.DEFAULT_NOOP_BIAS).
+    # Initial logit of each head's no-op, in ACTION_HEADS order (loptim.optimizers.lhopt.actions.DEFAULT_NOOP_BIAS).
     noop_bias: tuple[float, ...] = DEFAULT_NOOP_BIAS
     # Which action heads the policy steers (ACTION_HEADS names); the others always take their no-op.
     controlled: tuple[str, ...] = ("lr", "weight_decay", "eps", "one_minus_beta1", "one_minus_beta2", "clip_ratio",
                                    "restart")  # fmt: skip
-    reference: str = "fixed"  # "fixed" | "tuned" (issue 15's strong reference)
+    reference: str = "fixed"  # "fixed" | "tuned" (the strong reference: docs/lhopt.md, Reward)
     length_buckets: tuple[int, ...] = ()  # episode-length edges: one swept reference lr per family and bucket
     warmup_fraction: float = 0.05  # the tuned reference's linear warm-up, then cosine to 0
     sweep_lrs: tuple[float, ...] = (1e-3, 10**-2.5, 1e-2, 10**-1.5, 1e-1, 10**-0.5)  # half-decades, 1e-3..0.32
@@ -297,10 +297,10 @@ RECIPES.add(
 # lhopt-small steers the learning rate only: with all seven heads, PPO's signal drowned on this budget (entropy
 # rose every epoch, the critic's explained variance stayed below 0, the greedy policy scored -0.33 at epoch 20).
 RECIPES.add("lhopt-small", lambda: LHOPTRecipe(name="lhopt-small", controlled=("lr",)))
-# lhopt-wide (issue 15): a strong reference (tuned AdamW, warm-up + cosine), episodes of 200-2,000 steps with
-# 16-32 decisions whatever the length, MLPs (1-3 layers of 16-128), CNNs, char LMs and noisy quadratics on
-# meta-train data, learning-rate head only (the curriculum of heads comes later), checkpoints chosen on
-# meta-validation variants. Sizes set the mean episode at ~5-10 s on one core (campaigns/lhopt-wide/README.md).
+# lhopt-wide (campaigns/lhopt-wide/README.md): a strong reference (tuned AdamW, warm-up + cosine), episodes of
+# 200-2,000 steps with 16-32 decisions whatever the length, MLPs (1-3 layers of 16-256), CNNs, char LMs and noisy
+# quadratics on meta-train data, learning-rate head only (the curriculum of heads comes later), checkpoints chosen
+# on meta-validation variants. Sized by measured episode cost (campaigns/lhopt-wide/README.md).
 LHOPT_WIDE = LHOPTRecipe(
     name="lhopt-wide",
     families=(("noisy-quadratic", 1.0), ("mnist-mlp-wide", 2.0), ("mnist-cnn-wide", 2.0), ("char-lm-wide", 2.0)),

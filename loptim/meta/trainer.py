@@ -165,16 +165,9 @@ class MetaTrainer(EpochLoop):
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds (collective under torchrun: the runs in flight are gathered to every rank)."""
         state = {
-            "recipe": self.recipe.name,
-            "epoch": self.epoch,
-            "seconds": self.seconds,
+            **self.loop_state(),
             "meta": {k: v.detach().clone() for k, v in self.meta.items()},
             "adam": self.adam.state_dict(),
-            "best": self.best,
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "history": self.history,
-            "commands": self.commands,
             "experience": self.experience,
         }
         runs = self.parts.runs
@@ -200,16 +193,11 @@ class MetaTrainer(EpochLoop):
         """Continue exactly from `checkpoint_path` (or `path`; read by rank 0, sent to every rank: any world size)."""
         path = self.checkpoint_path if path is None else Path(path)
         ckpt = dist.broadcast(load_checkpoint(path) if dist.is_main() else None)
-        if ckpt["recipe"] != self.recipe.name:
-            raise ValueError(f"{path} is from recipe '{ckpt['recipe']}', not '{self.recipe.name}'")
+        self.load_loop_state(ckpt, path)
         with torch.no_grad():
             for k, v in ckpt["meta"].items():
                 self.meta[k].copy_(v)
         self.adam.load_state_dict(ckpt["adam"])
-        self.epoch, self.seconds = ckpt["epoch"], ckpt["seconds"]
-        self.best, self.best_score, self.best_epoch = ckpt["best"], ckpt["best_score"], ckpt["best_epoch"]
-        self.history = ckpt["history"]
-        self.commands = ckpt.get("commands", [])
         self.experience = int(ckpt.get("experience", 0))
         if "slots" in ckpt:
             if len(ckpt["slots"]) != self.parts.runs.count:

@@ -48,11 +48,7 @@ def register_kind(kind: str, build: Builder) -> None:
 def _build(kind: str, config: dict[str, Any]) -> nn.Module:
     if kind in _BUILDERS:
         return _BUILDERS[kind](config)
-    if kind == "lhopt":  # until LHOPT moves into loptim/optimizers/lhopt/ and registers itself
-        from loptim.meta.ppo import ActorCritic, PolicyConfig
-
-        return ActorCritic(PolicyConfig(**{**config, "head_sizes": tuple(config.get("head_sizes", ()))}))
-    raise WeightsError(f"weights of unknown kind '{kind}'; known: {', '.join(sorted([*_BUILDERS, 'lhopt']))}")
+    raise WeightsError(f"weights of unknown kind '{kind}'; known: {', '.join(sorted(_BUILDERS))}")
 
 
 def load_learned(kind: str, weights: str) -> nn.Module:

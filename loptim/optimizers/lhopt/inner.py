@@ -1,6 +1,6 @@
 """LHOPT's inner optimizer (Almeida et al. 2021): an AdamW whose hyperparameters a policy changes mid-run.
 
-Facts from OpenAI's published `inner_optimizer.py` and `example_config.jsonnet` (DESIGN.md, LHOPT): betas kept
+Facts from OpenAI's published `inner_optimizer.py` and `example_config.jsonnet` (docs/design.md, LHOPT): betas kept
 as 1 - beta, bias correction as a running value c <- beta c + (1 - beta) (right even when beta changes), optional
 AdaMax denominator v <- max(beta2 v, |g|), optional LAMB trust ratio against an EMA of the update norm (skipped
 for tensors of dim <= 1), optional clipping of the global gradient norm at clip_ratio * a rolling max. The
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from loptim.lhopt_features import INNER_FEATURE_NAMES, per_tensor_features
+from loptim.optimizers.lhopt.features import INNER_FEATURE_NAMES, per_tensor_features
 
 State = dict[str, object]  # lists of tensors (one per parameter tensor) and float scalars
 NORM_FLOOR = 1e-8  # trust ratio only where both norms reach it (published code)
@@ -33,8 +33,9 @@ class InnerHParams:
     eps: float = 1e-6
     weight_decay: float = 1e-2
     clip_ratio: float = 0.8  # gradient clipped at clip_ratio * rolling max of its norm
-    # Held fixed by loptim (the example config also lets the policy scale these two; DESIGN.md's action list
-    # does not): decay of the clipping rolling max, and of the EMA of update norms in the trust ratio.
+    # Held fixed by loptim (the example config also lets the policy scale these two; the paper's action list,
+    # docs/design.md LHOPT, does not): decay of the clipping rolling max, and of the EMA of update norms in the
+    # trust ratio.
     clip_one_minus_beta: float = 1e-2
     trust_one_minus_beta: float = 0.05
 
@@ -138,10 +139,10 @@ def inner_step(
 
     `lr_scales` multiply hparams.lr per tensor and `weight_decays` replace hparams.weight_decay per tensor (the
     torch.optim shell's param groups); None keeps the hyperparameters as they are. `scratch` (optional,
-    loptim.lhopt_features.feature_scratch) is the features' reusable work memory.
+    features.feature_scratch) is the features' reusable work memory.
 
     Returns whether the gradient was clipped and, if `with_features`, the per-parameter features of this step
-    averaged over tensors (loptim.lhopt_features.INNER_FEATURE_NAMES, did_grad_clip excluded).
+    averaged over tensors (features.INNER_FEATURE_NAMES, did_grad_clip excluded).
     """
     beta1, beta2 = 1.0 - hparams.one_minus_beta1, 1.0 - hparams.one_minus_beta2
     grads, clipped = _grad_clip(hparams, config, state, grads)

@@ -1,9 +1,9 @@
 """LHOPT's task-invariant features (Almeida et al. 2021), all unitless so one policy serves any task.
 
-References are OpenAI's `inner_optimizer.py` (per-parameter features) and `example_config.jsonnet` (policy
-features, `cdf_features`); see DESIGN.md, LHOPT. Per-parameter features are computed every few inner steps for
-each tensor, averaged over tensors and over the inner steps of one decision. The policy sees losses only through
-log-ratios, is-nan/is-inf flags and CDF features, never raw values.
+They follow OpenAI's published code (`inner_optimizer.py` for the per-parameter features, `example_config.jsonnet`
+for the policy features and `cdf_features`; docs/design.md, LHOPT). Per-parameter features are computed every few
+inner steps for each tensor, averaged over tensors and over the inner steps of one decision. The policy sees losses
+only through log-ratios, is-nan/is-inf flags and CDF features, never raw values.
 """
 
 from __future__ import annotations

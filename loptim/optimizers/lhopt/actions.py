@@ -1,4 +1,4 @@
-"""LHOPT's action space (DESIGN.md, "LHOPT actions"): discrete relative changes of the inner hyperparameters,
+"""LHOPT's action space (docs/design.md, LHOPT): discrete relative changes of the inner hyperparameters,
 and restart registers to recover from divergence. Everything here is a pure function of its inputs.
 
 Scale-type hyperparameters are multiplied by a factor and clamped to their bounds; 1 - beta is scaled (so
@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from loptim.lhopt_features import log_ratio
-from loptim.optimizers.lhopt_inner import InnerHParams, clone_state
+from loptim.optimizers.lhopt.features import log_ratio
+from loptim.optimizers.lhopt.inner import InnerHParams, clone_state
 
 NUM_REGISTERS = 3  # configurable_restart_registers: num_registers 3
 REGISTER_OPERATIONS = ("save", "load", "swap")
