@@ -14,6 +14,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,9 @@ import torch
 from loptim.features import MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, time_features
 from loptim.optimizers.lhopt import LHOPT
 from loptim.optimizers.lstm import LSTMOptimizer, LSTMOptimizerNet, preprocess_gradient
-from loptim.optimizers.mlp import MLPOptimizer
+from loptim.optimizers.mlp import MLPOptimizer, MLPOptimizerNet, generalist_config
+from loptim.optimizers.mlp_generalist import DECAYS as GENERALIST_DECAYS
+from loptim.pretrained import save_learned
 
 RESULTS = Path(__file__).parent / "results" / "overhead.json"
 # LHOPT acts once per `interval` steps (features on some steps, a policy decision at the end): one timed call runs
@@ -109,6 +112,8 @@ def make(name: str, params: list[torch.Tensor]) -> Callable[[], None]:
         return NaiveLSTM(params).step
     if name == "mlp":
         return MLPOptimizer(params, weights=None).step
+    if name == "generalist":  # an untrained generalist costs what a trained one does
+        return MLPOptimizer(params, weights=str(_generalist_weights()), total_steps=1000).step
     if name == "mlp-naive":
         return NaiveMLP(params).step
     if name == "lhopt":
@@ -123,6 +128,15 @@ def make(name: str, params: list[torch.Tensor]) -> Callable[[], None]:
     raise ValueError(name)
 
 
+def _generalist_weights() -> Path:
+    """An untrained generalist-design weights file (written once to a temporary folder)."""
+    path = Path(tempfile.gettempdir()) / "loptim-overhead-generalist.safetensors"
+    if not path.exists():
+        config = generalist_config()
+        save_learned(path, "mlp", MLPOptimizerNet(config, torch.Generator().manual_seed(0)), vars(config), {})
+    return path
+
+
 def state_bytes_per_param(name: str, n: int) -> float:
     if name == "adam":
         return 8.0
@@ -131,6 +145,8 @@ def state_bytes_per_param(name: str, n: int) -> float:
         return sum(v.numel() * v.element_size() for v in state.values()) / n
     if name == "lhopt":
         return 4.0 * 2  # AdamW's m and v; the controller's state is per tensor, not per parameter
+    if name == "generalist":
+        return 4.0 * (len(GENERALIST_DECAYS) + 1)  # three momenta and v
     if name.startswith("mlp"):
         return 4.0 * (len(MOMENTUM_DECAYS) + 1)  # momenta and rms (the eager path adds a 40 B/param scratch)
     return 4 * 20 * 4.0  # naive: h and c of two layers, 20 floats each
@@ -222,7 +238,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = ["adam", "lstm", "lstm-naive", "mlp", "mlp-naive", "lhopt"]
+    names = ["adam", "lstm", "lstm-naive", "mlp", "mlp-naive", "generalist", "lhopt"]
     rows = []
     peak = matmul_gflops(args.reps)
     for size, (_, width) in SIZES.items():
