@@ -1,10 +1,9 @@
-"""A generalist campaign checkpoint written before the one-trainer refactor (commit 10dcfb7, `tiny-generalist`
-stopped at epoch 4, in tests/golden/campaign) resumes after it: same meta-parameters after two more outer steps,
-same log.jsonl lines appended."""
+"""A generalist campaign stopped at epoch 4 (`tiny-generalist`) and resumed from its compact checkpoint alone ends
+with the meta-parameters and log.jsonl that the code before the one-trainer refactor produced (commit 10dcfb7:
+tests/golden/campaign); the committed mlp-generalist campaign checkpoint resumes."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -16,11 +15,12 @@ from loptim.meta.trainer import MetaTrainer
 CAMPAIGN = Path(__file__).parent / "golden" / "campaign"
 
 
-def test_a_campaign_checkpoint_written_before_the_refactor_resumes_to_the_same_result(tmp_path):
+def test_a_stopped_campaign_resumes_from_its_compact_checkpoint_to_the_golden_result(tmp_path):
     torch.set_num_threads(1)
-    shutil.copy(CAMPAIGN / "checkpoint.pt", tmp_path / "checkpoint.pt")
-    shutil.copy(CAMPAIGN / "log.jsonl", tmp_path / "log.jsonl")
-    trainer = MetaTrainer(RECIPES.get("tiny-generalist"), tmp_path / "run", campaign=tmp_path)
+    recipe = RECIPES.get("tiny-generalist")
+    MetaTrainer(recipe, tmp_path / "first", campaign=tmp_path).run(progress=False, stop_at_epoch=4, command="test")
+    written = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    trainer = MetaTrainer(recipe, tmp_path / "run", campaign=tmp_path)  # another machine: only the campaign folder
     trainer.resume(tmp_path / "checkpoint.pt")
     assert trainer.epoch == 4 and trainer.experience == 82
     trainer.run(progress=False, command="test")
@@ -30,4 +30,14 @@ def test_a_campaign_checkpoint_written_before_the_refactor_resumes_to_the_same_r
         assert torch.equal(trainer.meta[k].detach(), v), k
     assert (tmp_path / "log.jsonl").read_text() == (CAMPAIGN / "resumed-log.jsonl").read_text()
     resumed = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert set(resumed) == set(torch.load(CAMPAIGN / "checkpoint.pt", weights_only=True))  # the same compact format
+    assert set(resumed) == set(written)  # the same compact format
+
+
+def test_the_committed_generalist_campaign_checkpoint_resumes(tmp_path):
+    path = Path(__file__).parent.parent / "campaigns" / "mlp-generalist" / "checkpoint.pt"
+    saved = torch.load(path, weights_only=True)
+    trainer = MetaTrainer(RECIPES.get("mlp-generalist"), tmp_path, campaign=tmp_path / "campaign")
+    trainer.resume(path)
+    assert trainer.epoch == saved["epoch"] > 0 and trainer.best_score == saved["best_score"]
+    for k, v in saved["meta"].items():
+        assert torch.equal(trainer.meta[k].detach(), v), k

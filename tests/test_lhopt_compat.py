@@ -1,22 +1,26 @@
-"""What LHOPT wrote before must keep loading: the lhopt-wide campaign's compact checkpoint (written by the code it
-was started with) resumes, and state_dicts of `loptim.LHOPT` (format 2) load and continue as they did."""
+"""What LHOPT wrote before must keep loading and doing what it did: the committed lhopt-wide campaign checkpoint
+resumes, and a `loptim.LHOPT` state_dict (format 2), saved and loaded through torch.save, continues exactly as the
+code that wrote the golden continuations did (tests/golden/lhopt-state/*-next.safetensors)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 import torch
-from lhopt_state_runs import RUNS, continuation
+from lhopt_state_runs import RUNS, continuation, first_part
+from safetensors.torch import load_file
 
 from loptim.meta.lhopt_trainer import LHOPTTrainer
 from loptim.meta.recipes import RECIPES
 
 GOLDEN = Path(__file__).parent / "golden"
+CAMPAIGN = Path(__file__).parent.parent / "campaigns" / "lhopt-wide" / "checkpoint.pt"
 
 
 def test_the_lhopt_wide_campaign_checkpoint_resumes(tmp_path):
-    path = GOLDEN / "lhopt-campaign" / "checkpoint.pt"
+    path = CAMPAIGN
     saved = torch.load(path, weights_only=True)
     trainer = LHOPTTrainer(RECIPES.get("lhopt-wide"), tmp_path)
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
@@ -34,12 +38,16 @@ def test_the_lhopt_wide_campaign_checkpoint_resumes(tmp_path):
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_lhopt_state_dicts_written_before_load_and_continue_as_they_did(name):
-    saved = torch.load(GOLDEN / "lhopt-state" / f"{name}.pt", weights_only=True)
-    expected = torch.load(GOLDEN / "lhopt-state" / f"{name}-next.pt", weights_only=True)
+def test_lhopt_state_dicts_load_and_continue_as_they_did(name):
+    state_dict, params = first_part(name)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state_dict, "params": params}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
     assert saved["state_dict"]["loptim"]["format"] == 2
+    expected = load_file(str(GOLDEN / "lhopt-state" / f"{name}-next.safetensors"))
     got = continuation(name, saved["params"], saved["state_dict"])
-    for a, b in zip(got["params"], expected["params"]):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-    assert got["lr"] == pytest.approx(expected["lr"], rel=1e-9)
+    for i, a in enumerate(got["params"]):
+        torch.testing.assert_close(a, expected[f"param{i}"], rtol=1e-6, atol=1e-7)
+    assert got["lr"] == pytest.approx(float(expected["lr"]), rel=1e-9)
     torch.testing.assert_close(got["last_observation"], expected["last_observation"], rtol=1e-6, atol=1e-7)
