@@ -27,7 +27,13 @@ from loptim.optimizers.step_inputs import (
     run_closure,
     split_step_args,
 )
-from loptim.optimizers.versions import check_state_dict_header, state_dict_header
+from loptim.optimizers.versions import (
+    check_group_sizes,
+    check_state_dict_header,
+    packed_groups,
+    restore_group_options,
+    state_dict_header,
+)
 from loptim.pretrained import load_learned
 
 DEFERRED_CHECK_EVERY = 16  # on accelerators, steps between host reads of the device-side non-finite counter
@@ -190,7 +196,7 @@ class FlatOptimizer(torch.optim.Optimizer):
             return closure_loss
         self._ensure_state(params)
         device, dtype = self._state_key()
-        flat_grad = torch.cat([self._signed_grad(p, dtype) for p in params])
+        flat_grad = self._flat_grad(dtype)
         bad = ~torch.isfinite(flat_grad).all()
         if isinstance(loss, Tensor):
             bad = bad | ~torch.isfinite(loss.detach().to(device)).all()
@@ -217,17 +223,17 @@ class FlatOptimizer(torch.optim.Optimizer):
             self._raise_pending()
         return closure_loss
 
-    def _signed_grad(self, p: Tensor, dtype: torch.dtype) -> Tensor:
-        if p.grad is None:
-            return torch.zeros(p.numel(), dtype=dtype, device=p.device)
-        grad = p.grad.reshape(-1).to(dtype)
-        return -grad if self._group_of(p)["maximize"] else grad
-
-    def _group_of(self, p: Tensor) -> dict[str, Any]:
+    def _flat_grad(self, dtype: torch.dtype) -> Tensor:
+        """All gradients as one vector in parameter order: zeros where `.grad` is None, negated under maximize."""
+        pieces = []
         for group in self.param_groups:
-            if any(p is q for q in group["params"]):
-                return group
-        raise KeyError("parameter not in any param group")
+            for p in group["params"]:
+                if p.grad is None:
+                    pieces.append(torch.zeros(p.numel(), dtype=dtype, device=p.device))
+                else:
+                    grad = p.grad.reshape(-1).to(dtype)
+                    pieces.append(-grad if group["maximize"] else grad)
+        return torch.cat(pieces)
 
     def _snapshot(self, indices: list[int]) -> list[tuple[int, int, State]]:
         bounds = self._bounds()
@@ -283,15 +289,12 @@ class FlatOptimizer(torch.optim.Optimizer):
         """torch.optim's layout (`state` by parameter index, `param_groups`) plus a `loptim` header: the weights'
         name and SHA-256 (and the meta-parameters themselves unless they are shipped weights)."""
         self._raise_pending()
-        params = self._all_params()
-        index = {id(p): i for i, p in enumerate(params)}
-        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [index[id(p)] for p in g["params"]]}
-                  for g in self.param_groups]  # fmt: skip
-        state: dict[int, dict[str, Tensor]] = {}
+        groups = packed_groups(self.param_groups)
+        state: dict[int, dict[str, Tensor]] = {}  # the layout is the param groups' order: index i is parameter i
         if self.flat_state is not None:
             for i, (p, (lo, hi)) in enumerate(zip(self._layout, self._bounds())):
                 values = {k: v[..., lo:hi].reshape(*v.shape[:-1], *p.shape).clone() for k, v in self.flat_state.items()}
-                state[index[id(p)]] = {"step": self._param_steps[i].clone(), **values}
+                state[i] = {"step": self._param_steps[i].clone(), **values}
         header = state_dict_header(self.name, self.weights, self._meta_cpu, meta_sha256(self._meta_cpu))
         header.update(step_count=self.step_count, skipped_steps=self._skipped)
         return {"state": state, "param_groups": groups, "loptim": header}
@@ -301,11 +304,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         header = check_state_dict_header(state_dict, self.name)
         params = self._all_params()
         saved_groups = state_dict["param_groups"]
-        if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in self.param_groups]:
-            raise ValueError(
-                f"state_dict has param groups of sizes {[len(g['params']) for g in saved_groups]}; this optimizer "
-                f"has {[len(g['params']) for g in self.param_groups]}: build it over the same parameters"
-            )
+        check_group_sizes(self.param_groups, saved_groups)
         self._load_meta(header)
         self._ensure_state(params)
         template = self._zero_state(1, torch.float32, torch.device("cpu"))
@@ -329,8 +328,7 @@ class FlatOptimizer(torch.optim.Optimizer):
             for k, v in self.flat_state.items():
                 v[..., lo:hi].copy_(values[k].reshape(*v.shape[:-1], hi - lo))
             self._param_steps[i] = float(values["step"])
-        for group, saved in zip(self.param_groups, saved_groups):
-            group.update({k: v for k, v in saved.items() if k != "params"})
+        restore_group_options(self.param_groups, saved_groups)
         self.step_count = int(header["step_count"])
         self._skipped = int(header.get("skipped_steps", 0))
         self._pending = None

@@ -60,3 +60,26 @@ def check_state_dict_header(state_dict: Any, name: str) -> dict[str, Any]:
     if "state" not in state_dict or "param_groups" not in state_dict:
         raise StateDictError("state_dict lacks 'state' or 'param_groups'")
     return header
+
+
+def packed_groups(param_groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """torch.optim's `param_groups` entry of a state_dict: each group's options, its parameters by flat index."""
+    index = {id(p): i for i, p in enumerate(p for group in param_groups for p in group["params"])}
+    return [{**{k: v for k, v in g.items() if k != "params"}, "params": [index[id(p)] for p in g["params"]]}
+            for g in param_groups]  # fmt: skip
+
+
+def check_group_sizes(param_groups: list[dict[str, Any]], saved_groups: list[dict[str, Any]]) -> None:
+    """A state_dict fits only an optimizer with as many groups of as many parameters."""
+    saved, mine = [len(g["params"]) for g in saved_groups], [len(g["params"]) for g in param_groups]
+    if saved != mine:
+        raise ValueError(
+            f"state_dict has param groups of sizes {saved}; this optimizer has {mine}: "
+            "build it over the same parameters"
+        )
+
+
+def restore_group_options(param_groups: list[dict[str, Any]], saved_groups: list[dict[str, Any]]) -> None:
+    """Each group takes the saved options (lr, weight_decay, a scheduler's initial_lr, ...), as torch.optim does."""
+    for group, saved in zip(param_groups, saved_groups):
+        group.update({k: v for k, v in saved.items() if k != "params"})

@@ -17,6 +17,18 @@ from loptim.tasks.data.base import ImageSplits
 from loptim.tasks.registry import FAMILIES, TASKS
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+
+
+def dense_forward(params: Params, x: Tensor, activation: str, hidden_layers: int) -> Tensor:
+    """x through dense layers w0/b0 .. w{hidden_layers}/b{hidden_layers}, the activation between them."""
+    act = ACTIVATIONS[activation]
+    for i in range(hidden_layers + 1):
+        x = torch.addmm(params[f"b{i}"], x, params[f"w{i}"])
+        if i < hidden_layers:
+            x = act(x)
+    return x
+
+
 # Per-data-set pixel statistics of the training images, used to standardize CNN inputs.
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 EVAL_CHUNK = 1000  # narrow matmuls over 1K rows stay cache-resident (docs/design.md, performance facts)
@@ -158,14 +170,9 @@ class MLPTask(ImageTask):
         return params
 
     def logits(self, params: Params, images: Tensor) -> Tensor:
-        act = ACTIVATIONS[self.config.activation]
-        x = images.reshape(images.shape[0], -1)
-        layers = len(self.config.hidden) + 1
-        for i in range(layers):
-            x = torch.addmm(params[f"b{i}"], x, params[f"w{i}"])
-            if i < layers - 1:
-                x = act(x)
-        return x
+        return dense_forward(
+            params, images.reshape(images.shape[0], -1), self.config.activation, len(self.config.hidden)
+        )
 
     def eval_batch(self, images: Tensor, labels: Tensor) -> Batch:
         return ColumnBatch(images.reshape(images.shape[0], -1).t().contiguous(), labels)

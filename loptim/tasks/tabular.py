@@ -13,7 +13,7 @@ from torch import Tensor
 
 from loptim.tasks.base import Batch, Params, Task, check_split
 from loptim.tasks.data.base import SeriesSplits, TableSplits
-from loptim.tasks.image import ACTIVATIONS
+from loptim.tasks.image import ACTIVATIONS, dense_forward
 from loptim.tasks.recurrent import init_rnn, rnn_module, run_rnn
 
 EVAL_ROWS = 4096  # rows per evaluation chunk
@@ -76,13 +76,7 @@ class TableMLPTask(Task):
         return params
 
     def outputs(self, params: Params, x: Tensor) -> Tensor:
-        act = ACTIVATIONS[self.config.activation]
-        layers = len(self.config.hidden) + 1
-        for i in range(layers):
-            x = torch.addmm(params[f"b{i}"], x, params[f"w{i}"])
-            if i < layers - 1:
-                x = act(x)
-        return x
+        return dense_forward(params, x, self.config.activation, len(self.config.hidden))
 
     def loss(self, params: Params, batch: Batch) -> Tensor:
         x, y = batch

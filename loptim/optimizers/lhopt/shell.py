@@ -30,7 +30,13 @@ from loptim.optimizers.step_inputs import (
     run_closure,
     split_step_args,
 )
-from loptim.optimizers.versions import check_state_dict_header, state_dict_header
+from loptim.optimizers.versions import (
+    check_group_sizes,
+    check_state_dict_header,
+    packed_groups,
+    restore_group_options,
+    state_dict_header,
+)
 
 
 class MissingLossError(LoptimError, ValueError):
@@ -214,10 +220,7 @@ class LHOPT(torch.optim.Optimizer):
         """torch.optim's layout (`state`: each parameter's AdamW moments; `param_groups`) plus a `loptim` header
         with the controller, the policy's recurrent state, and the policy's weights name and SHA-256 (the weights
         themselves unless shipped)."""
-        params = self._all_params()
-        index = {id(p): i for i, p in enumerate(params)}
-        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [index[id(p)] for p in g["params"]]}
-                  for g in self.param_groups]  # fmt: skip
+        groups = packed_groups(self.param_groups)
         inner = clone_state(self.inner_state)
         state = {
             i: {"exp_avg": m, "exp_avg_sq": v}
@@ -245,11 +248,7 @@ class LHOPT(torch.optim.Optimizer):
         header = check_state_dict_header(state_dict, "lhopt")
         params = self._all_params()
         saved_groups = state_dict["param_groups"]
-        if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in self.param_groups]:
-            raise ValueError(
-                f"state_dict has param groups of sizes {[len(g['params']) for g in saved_groups]}; this optimizer "
-                f"has {[len(g['params']) for g in self.param_groups]}: build it over the same parameters"
-            )
+        check_group_sizes(self.param_groups, saved_groups)
         for key, values in state_dict["state"].items():
             p = params[int(key)]
             shapes = {k: tuple(values[k].shape) for k in ("exp_avg", "exp_avg_sq")}
@@ -277,8 +276,7 @@ class LHOPT(torch.optim.Optimizer):
         self.generator.set_state(header["generator"])
         self._last_loss = header.get("last_loss")
         self._observed = []
-        for group, saved in zip(self.param_groups, saved_groups):
-            group.update({k: v for k, v in saved.items() if k != "params"})
+        restore_group_options(self.param_groups, saved_groups)
         self._bind_state()
 
     def _load_policy(self, header: dict[str, Any]) -> None:
