@@ -28,7 +28,7 @@ from loptim.features import (
     segment_ids,
     time_features,
 )
-from loptim.kernels import mlp as fused
+from loptim.kernels import fused
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
@@ -182,11 +182,13 @@ class MLPOptimizer(FlatOptimizer):
         flat_param = torch.cat([p.detach().reshape(-1) for p in params]).to(flat_grad.dtype)
         sizes = [p.numel() for p in params]
         state, config = self.flat_state, self.net.config
-        if fused.available(config.hidden, flat_grad, *state.values()):  # the fused CPU kernel of step_flat
+        if fused.available(
+            config.hidden in fused.MLP_HIDDEN, flat_grad, *state.values()
+        ):  # the fused CPU kernel of step_flat
             if self._offsets is None or self._offsets[0] != sizes:
                 self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
             entry, weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps)
-            return fused.fused_update(
+            return fused.mlp_update(
                 entry,
                 config.hidden,
                 self._offsets[1],

@@ -1,5 +1,5 @@
-"""The fused CPU kernel of the MLP optimizer's update (mlp_cpu.cpp): argument plumbing only; the designs' constants
-and per-step terms come from loptim/optimizers/mlp.py and mlp_generalist.py, whose pure updates are the reference."""
+"""Calls into the fused CPU kernels (cpu.cpp): argument plumbing only. The constants and per-step terms come from
+the optimizers (loptim/optimizers/mlp.py, mlp_generalist.py, lstm.py), whose pure updates are the reference."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from torch import Tensor
 
 from loptim.kernels import load
 
-HIDDEN_SIZES = (4, 8, 16, 32)  # widths compiled into the kernel; others run the reference
+MLP_HIDDEN = (4, 8, 16, 32)  # widths compiled into the kernel; others run the reference
+LSTM_HIDDEN = (20,)
 _POINTER = ctypes.c_void_p
 _ARGTYPES = {
     "loptim_mlp_metz": [ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
@@ -19,25 +20,27 @@ _ARGTYPES = {
     "loptim_mlp_generalist": [ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     + [_POINTER] * 14
     + [ctypes.c_float, ctypes.c_int],
+    "loptim_lstm": [ctypes.c_int, ctypes.c_int64] + [_POINTER] * 12 + [ctypes.c_float, ctypes.c_float, ctypes.c_int],
 }
 
 
-def available(hidden: int, *tensors: Tensor) -> bool:
-    """Whether the kernel can run this update: a compiled width, float32 contiguous CPU tensors, a built library."""
-    if hidden not in HIDDEN_SIZES:
+def available(supported: bool, *tensors: Tensor) -> bool:
+    """Whether a kernel can run this update: a `supported` configuration (a compiled width), float32 contiguous
+    CPU tensors, and a built library."""
+    if not supported:
         return False
     if any(t.device.type != "cpu" or t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
         return False
-    return load("mlp_cpu") is not None
+    return load("cpu") is not None
 
 
 def _entry(name: str):
-    function = getattr(load("mlp_cpu"), name)
+    function = getattr(load("cpu"), name)
     function.argtypes, function.restype = _ARGTYPES[name], ctypes.c_int
     return function
 
 
-def fused_update(
+def mlp_update(
     entry: str,
     hidden: int,
     offsets: Tensor,
@@ -63,4 +66,25 @@ def fused_update(
     )
     if code != 0:
         raise RuntimeError(f"{entry} returned {code}")
+    return out
+
+
+def lstm_update(
+    hidden: int,
+    grad: Tensor,
+    state: dict[str, Tensor],
+    weights: dict[str, Tensor],
+    p: float,
+    output_scale: float,
+    threads: int,
+) -> Tensor:
+    """The L2L LSTM step on flat `grad`, state (h1, c1, h2, c2) updated in place; `weights` in lstm._scaled's
+    layout (cell-input rows x2). Returns the flat update (output_scale x the output layer)."""
+    out = torch.empty_like(grad)
+    names = ("w1", "b1", "w2", "b2", "wout", "bout")
+    tensors = [weights[k].detach().to(torch.float32).contiguous() for k in names]
+    pointers = [t.data_ptr() for t in (grad, state["h1"], state["c1"], state["h2"], state["c2"], out, *tensors)]
+    code = _entry("loptim_lstm")(hidden, grad.numel(), *pointers, p, output_scale, threads)
+    if code != 0:
+        raise RuntimeError(f"loptim_lstm returned {code}")
     return out
