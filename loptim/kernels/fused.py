@@ -24,6 +24,14 @@ _ARGTYPES = {
 }
 
 
+MIN_COORDINATES_PER_THREAD = 1 << 15  # below this a second thread costs more in start-up than it saves
+
+
+def threads_for(n: int) -> int:
+    """Threads for an update of n coordinates: torch's setting, fewer for small models."""
+    return max(1, min(torch.get_num_threads(), n // MIN_COORDINATES_PER_THREAD))
+
+
 def available(supported: bool, *tensors: Tensor) -> bool:
     """Whether a kernel can run this update: a `supported` configuration (a compiled width), float32 contiguous
     CPU tensors, and a built library."""

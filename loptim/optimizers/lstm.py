@@ -219,10 +219,10 @@ class LSTMOptimizer(FlatOptimizer):
         if fused.available(supported, flat_grad, *self.flat_state.values()):  # the fused CPU kernel of step_flat
             weights = _scaled(self.meta_params, config.hidden)
             return fused.lstm_update(config.hidden, flat_grad, self.flat_state, weights, config.p, config.output_scale,
-                                     torch.get_num_threads())  # fmt: skip
+                                     fused.threads_for(flat_grad.numel()))  # fmt: skip
         on_cpu = flat_grad.device.type == "cpu"
         chunk = self.net.config.chunk if on_cpu else GPU_CHUNK
-        threads = torch.get_num_threads() if on_cpu else 1
+        threads = fused.threads_for(flat_grad.numel()) if on_cpu else 1
         delta, self.flat_state = self.net.step_flat(
             self.meta_params,
             self.flat_state,

@@ -199,7 +199,7 @@ class MLPOptimizer(FlatOptimizer):
                 weights,
                 hyper,
                 NORMALIZER_EPS,
-                torch.get_num_threads(),
+                fused.threads_for(flat_grad.numel()),
             )
         delta, new = self.net.step_flat(
             self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps
