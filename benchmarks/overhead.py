@@ -264,6 +264,35 @@ def meta_throughput(reps: int, task_name: str = "mnist-mlp", length: int = 20) -
     return rows
 
 
+NAMES = {
+    "adam": "torch.optim.Adam (fused)",
+    "lstm": "lstm (fused kernel)",
+    "lstm-reference": "lstm (PyTorch reference)",
+    "lstm-naive": "lstm-naive (LSTMCell x2, whole batch)",
+    "mlp": "mlp, Metz design (fused kernel)",
+    "mlp-reference": "mlp, Metz design (PyTorch reference)",
+    "mlp-naive": "mlp-naive (nn.Sequential, whole batch)",
+    "generalist": "mlp, generalist design (fused kernel)",
+    "generalist-reference": "mlp, generalist design (PyTorch reference)",
+    "lhopt": "lhopt (AdamW + policy, amortized)",
+}
+
+
+def table(result: dict | None = None) -> list[str]:
+    """The README's overhead table, from `result` (default: the committed overhead.json)."""
+    result = result or json.loads(RESULTS.read_text())
+    header = "| optimizer | params | update ms | GFLOP/s | % of matmul | % of copy | state B/param | peak MB |"
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        update = f"{row['update_ms']:,.2f}" if row["update_ms"] < 10 else f"{row['update_ms']:,.1f}"
+        gflops = "-" if row["gflops"] is None else f"{row['gflops']:.1f}"
+        matmul = "-" if row["fraction_of_matmul"] is None else f"{100 * row['fraction_of_matmul']:.0f}%"
+        copy = "-" if row.get("fraction_of_copy") is None else f"{100 * row['fraction_of_copy']:.0f}%"
+        lines.append(f"| {NAMES.get(row['optimizer'], row['optimizer'])} | {row['params']:,} | {update} | {gflops} "
+                     f"| {matmul} | {copy} | {row['state_bytes_per_param']:.0f} | {row['peak_mb']:.0f} |")  # fmt: skip
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=7)
@@ -348,6 +377,7 @@ def main() -> None:
     for row in meta_rows:
         print(f"  {row['estimator']:<28}{row['inner_steps_per_second']:>8.1f} inner steps/s"
               f"  ({forward / row['inner_steps_per_second']:.1f}x the forward-only cost)")  # fmt: skip
+    print("\n".join(table(result)))
     print(f"wrote {args.out}")
 
 
