@@ -232,6 +232,10 @@ class MetaTrainer(EpochLoop):
             for k, v in ckpt["meta"].items():
                 self.meta[k].copy_(v)
         self.adam.load_state_dict(ckpt["adam"])
+        for group in self.adam.param_groups:  # the recipe's outer learning rate holds (a later segment may lower it)
+            if group["lr"] != self.parts.outer.lr and dist.is_main():
+                print(f"outer learning rate {group['lr']:g} -> {self.parts.outer.lr:g} (recipe '{self.recipe.name}')")
+            group["lr"] = self.parts.outer.lr
         self.experience = int(ckpt.get("experience", 0))
         if "slots" in ckpt:
             if len(ckpt["slots"]) != self.parts.runs.count:
