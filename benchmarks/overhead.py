@@ -1,5 +1,6 @@
-"""Per-step cost of each optimizer's update on MLPs of ~100K and ~800K parameters, against torch.optim.Adam and
-this machine's fp32 matmul peak (2048^3) measured in the same run. Medians over alternating repetitions.
+"""Per-step cost of each optimizer's update on MLPs of ~100K and ~800K parameters, against torch.optim.Adam,
+this machine's fp32 matmul peak (2048^3) and its copy bandwidth, measured in the same run. Medians over alternating
+repetitions. Rows ending in "-reference" run the pure PyTorch update with the fused kernels off (LOPTIM_KERNELS=0).
 
     python benchmarks/overhead.py [--reps 7] [--threads N]
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,9 @@ RESULTS = Path(__file__).parent / "results" / "overhead.json"
 LHOPT_INTERVAL = 16
 LSTM_FLOPS_PER_COORDINATE = 2 * 80 * 22 + 2 * 80 * 40 + 2 * 20  # gate GEMMs of both layers + output = 9,960
 MLP_FLOPS_PER_COORDINATE = 2 * (10 * 32 + 32 * 32 + 32 * 2)  # 2,816 (docs/design.md; time features are a bias)
+GENERALIST_FLOPS_PER_COORDINATE = 2 * (9 * 8 + 8 * 8 + 8 * 2)  # 304: small, so the update is memory-bound
+# The bytes a generalist update must move per coordinate: read g, p, three momenta and v; write them and the step.
+GENERALIST_BYTES_PER_COORDINATE = 4 * (2 + 4) + 4 * (4 + 1)
 SIZES = {"100K": (784, 128), "800K": (784, 1024)}  # MLP 784 -> width -> 10
 
 
@@ -102,7 +107,22 @@ class NaiveMLP:
         self.step_count += 1
 
 
+def reference(step: Callable[[], None]) -> Callable[[], None]:
+    """`step` with the fused kernels off: the pure PyTorch update the kernels are tested against."""
+
+    def call() -> None:
+        os.environ["LOPTIM_KERNELS"] = "0"
+        try:
+            step()
+        finally:
+            os.environ.pop("LOPTIM_KERNELS")
+
+    return call
+
+
 def make(name: str, params: list[torch.Tensor]) -> Callable[[], None]:
+    if name.endswith("-reference"):
+        return reference(make(name.removesuffix("-reference"), params))
     if name == "adam":
         opt = torch.optim.Adam(params, lr=1e-3, fused=True)
         return opt.step
@@ -145,7 +165,7 @@ def state_bytes_per_param(name: str, n: int) -> float:
         return sum(v.numel() * v.element_size() for v in state.values()) / n
     if name == "lhopt":
         return 4.0 * 2  # AdamW's m and v; the controller's state is per tensor, not per parameter
-    if name == "generalist":
+    if name.startswith("generalist"):
         return 4.0 * (len(GENERALIST_DECAYS) + 1)  # three momenta and v
     if name.startswith("mlp"):
         return 4.0 * (len(MOMENTUM_DECAYS) + 1)  # momenta and rms (the eager path adds a 40 B/param scratch)
@@ -175,6 +195,19 @@ def peak_mb(name: str, size: str, threads: int) -> float:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent)  # fmt: skip
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def copy_gbs(n: int, reps: int) -> float:
+    """Bytes read plus written per second by a copy of 6 floats per coordinate (the generalist's working set)."""
+    source = torch.randn(6 * n)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        target.copy_(source)
+        times.append(time.perf_counter() - start)
+    return 2 * source.numel() * 4 / statistics.median(times) / 1e9
 
 
 def matmul_gflops(reps: int) -> float:
@@ -231,6 +264,35 @@ def meta_throughput(reps: int, task_name: str = "mnist-mlp", length: int = 20) -
     return rows
 
 
+NAMES = {
+    "adam": "torch.optim.Adam (fused)",
+    "lstm": "lstm (fused kernel)",
+    "lstm-reference": "lstm (PyTorch reference)",
+    "lstm-naive": "lstm-naive (LSTMCell x2, whole batch)",
+    "mlp": "mlp, Metz design (fused kernel)",
+    "mlp-reference": "mlp, Metz design (PyTorch reference)",
+    "mlp-naive": "mlp-naive (nn.Sequential, whole batch)",
+    "generalist": "mlp, generalist design (fused kernel)",
+    "generalist-reference": "mlp, generalist design (PyTorch reference)",
+    "lhopt": "lhopt (AdamW + policy, amortized)",
+}
+
+
+def table(result: dict | None = None) -> list[str]:
+    """The README's overhead table, from `result` (default: the committed overhead.json)."""
+    result = result or json.loads(RESULTS.read_text())
+    header = "| optimizer | params | update ms | GFLOP/s | % of matmul | % of copy | state B/param | peak MB |"
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        update = f"{row['update_ms']:,.2f}" if row["update_ms"] < 10 else f"{row['update_ms']:,.1f}"
+        gflops = "-" if row["gflops"] is None else f"{row['gflops']:.1f}"
+        matmul = "-" if row["fraction_of_matmul"] is None else f"{100 * row['fraction_of_matmul']:.0f}%"
+        copy = "-" if row.get("fraction_of_copy") is None else f"{100 * row['fraction_of_copy']:.0f}%"
+        lines.append(f"| {NAMES.get(row['optimizer'], row['optimizer'])} | {row['params']:,} | {update} | {gflops} "
+                     f"| {matmul} | {copy} | {row['state_bytes_per_param']:.0f} | {row['peak_mb']:.0f} |")  # fmt: skip
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=7)
@@ -238,7 +300,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = ["adam", "lstm", "lstm-naive", "mlp", "mlp-naive", "generalist", "lhopt"]
+    names = ["adam", "lstm", "lstm-reference", "lstm-naive", "mlp", "mlp-reference", "mlp-naive", "generalist",
+             "generalist-reference", "lhopt"]  # fmt: skip
     rows = []
     peak = matmul_gflops(args.reps)
     for size, (_, width) in SIZES.items():
@@ -249,19 +312,23 @@ def main() -> None:
             steps[name] = make(name, params[name])
             steps[name]()  # warm-up (allocations, first-call overheads)
         times: dict[str, list[float]] = {name: [] for name in names}
-        matmul_times = []
-        for _ in range(args.reps):  # alternate optimizers (and matmul) so drifts in machine load hit all alike
+        matmul_times, copy_times = [], []
+        n = sum(p.numel() for p in params["adam"])
+        for _ in range(args.reps):  # alternate optimizers (and matmul, copy) so drifts in load hit all alike
             for name in names:
                 start = time.perf_counter()
                 steps[name]()
                 times[name].append(time.perf_counter() - start)
             matmul_times.append(matmul_gflops(1))
+            copy_times.append(copy_gbs(n, 1))
         peak = max(peak, statistics.median(matmul_times))
-        n = sum(p.numel() for p in params["adam"])
+        copy = statistics.median(copy_times)
         for name in names:
             seconds = statistics.median(times[name]) / (LHOPT_INTERVAL if name == "lhopt" else 1)
-            per_coordinate = {"lstm": LSTM_FLOPS_PER_COORDINATE, "mlp": MLP_FLOPS_PER_COORDINATE}
+            per_coordinate = {"lstm": LSTM_FLOPS_PER_COORDINATE, "mlp": MLP_FLOPS_PER_COORDINATE,
+                              "generalist": GENERALIST_FLOPS_PER_COORDINATE}  # fmt: skip
             flops = per_coordinate[name.split("-")[0]] * n if name not in ("adam", "lhopt") else None
+            moved = GENERALIST_BYTES_PER_COORDINATE * n / seconds / 1e9 if name.startswith("generalist") else None
             rows.append(
                 {
                     "optimizer": name,
@@ -269,6 +336,9 @@ def main() -> None:
                     "update_ms": seconds * 1e3,
                     "gflops": flops / seconds / 1e9 if flops else None,
                     "fraction_of_matmul": None,
+                    "bandwidth_gbs": moved,
+                    "copy_gbs": copy,
+                    "fraction_of_copy": moved / copy if moved else None,
                     "state_bytes_per_param": state_bytes_per_param(name, n),
                     "peak_mb": peak_mb(name, size, args.threads),
                 }
@@ -282,26 +352,32 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"fp32 matmul 2048^3: {peak:.1f} GFLOP/s ({args.threads} threads); medians of {args.reps} alternating reps")
-    print(
-        f"{'optimizer':<12}{'params':>10}{'update ms':>12}{'GFLOP/s':>10}{'% matmul':>10}{'B/param':>9}{'peak MB':>9}"
-    )
+    print(f"{'optimizer':<22}{'params':>10}{'update ms':>12}{'GFLOP/s':>10}{'% matmul':>10}{'% copy':>8}"
+          f"{'B/param':>9}{'peak MB':>9}")  # fmt: skip
     for row in rows:
         gf = f"{row['gflops']:.1f}" if row["gflops"] else "-"
         frac = f"{100 * row['fraction_of_matmul']:.0f}%" if row["fraction_of_matmul"] else "-"
-        print(f"{row['optimizer']:<12}{row['params']:>10}{row['update_ms']:>12.2f}{gf:>10}{frac:>10}"
+        copy_frac = f"{100 * row['fraction_of_copy']:.0f}%" if row["fraction_of_copy"] else "-"
+        print(f"{row['optimizer']:<22}{row['params']:>10}{row['update_ms']:>12.2f}{gf:>10}{frac:>10}{copy_frac:>8}"
               f"{row['state_bytes_per_param']:>9.0f}{row['peak_mb']:>9.1f}")  # fmt: skip
     by = {(r["optimizer"], r["params"]): r["update_ms"] for r in rows}
     for size, (_, width) in SIZES.items():
         n = 784 * width + width + width * 10 + 10
-        for name in ("lstm", "mlp"):
-            print(f"{size}: {name} is {by[(name + '-naive', n)] / by[(name, n)]:.1f}x faster than {name}-naive, "
-                  f"{by[(name, n)] / by[('adam', n)]:.0f}x slower than fused Adam")  # fmt: skip
+        for name in ("lstm", "mlp", "generalist"):
+            naive = (
+                f"{by[(name + '-naive', n)] / by[(name, n)]:.1f}x faster than {name}-naive, "
+                if name != "generalist"
+                else ""
+            )
+            print(f"{size}: {name} is {by[(name + '-reference', n)] / by[(name, n)]:.1f}x faster than its reference, "
+                  f"{naive}{by[(name, n)] / by[('adam', n)]:.0f}x slower than fused Adam")  # fmt: skip
     forward = meta_rows[0]["inner_steps_per_second"]
     print(f"Metz meta-training throughput on {meta_rows[0]['task']} (truncations of {meta_rows[0]['truncation']} "
           "steps, one inner run, validation objective):")  # fmt: skip
     for row in meta_rows:
         print(f"  {row['estimator']:<28}{row['inner_steps_per_second']:>8.1f} inner steps/s"
               f"  ({forward / row['inner_steps_per_second']:.1f}x the forward-only cost)")  # fmt: skip
+    print("\n".join(table(result)))
     print(f"wrote {args.out}")
 
 

@@ -15,6 +15,11 @@ import torch
 FILE_MODE = 0o644
 
 
+def cache_dir() -> Path:
+    """The root of loptim's cache (`$LOPTIM_CACHE`, default ~/.cache/loptim); never inside the repository."""
+    return Path(os.environ.get("LOPTIM_CACHE", Path.home() / ".cache" / "loptim")).expanduser()
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Create `path` (and its folder) from `write(handle)`, atomically, with mode 0644."""
     path = Path(path)

@@ -2,7 +2,8 @@
 
 Usage: python tests/distributed_worker.py JOBS.json, with torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR,
 MASTER_PORT) set by the test. A job is {"trainer": "lstm" | "mlp" | "lhopt", "recipe": name, "changes": {...},
-"out": dir, "stop_at_epoch": int | null, "resume": bool, "die": {"rank": r, "epoch": e} | null} or {"cli": argv}.
+"out": dir, "stop_at_epoch": int | null, "resume": bool, "die": {"rank": r, "epoch": e} | null, "costs": per-epoch
+slot costs | null} or {"cli": argv}.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ def run_job(job: dict[str, Any]) -> None:
     trainer = TRAINERS[job["trainer"]](recipe, Path(job["out"]))
     if job.get("resume"):
         trainer.resume()
+    costs = job.get("costs")  # forced per-epoch slot costs: the balancer moves runs between ranks every epoch
+    if costs is not None:
+        rebalance = trainer._rebalance
+
+        def forced_rebalance() -> None:
+            trainer.slot_seconds = costs[trainer.epoch % len(costs)]
+            rebalance()
+            if dist.is_main():
+                Path(job["out"]).mkdir(parents=True, exist_ok=True)
+                with open(Path(job["out"]) / "owners.jsonl", "a") as log:
+                    log.write(json.dumps(trainer.owners) + "\n")
+
+        trainer._rebalance = forced_rebalance
     die = job.get("die")
     if die is not None and dist.rank() == die["rank"]:
         train_epoch = trainer.train_epoch

@@ -35,8 +35,13 @@ RUNS = {
     "metz-es": ("mlp", "tiny-metz", {"epochs": 3, "estimator": "es", "unrolls": 3}),
     "metz-rp": ("mlp", "tiny-metz", {"epochs": 3, "estimator": "rp"}),
     "metz-combined": ("mlp", "tiny-metz", {"epochs": 3}),
+    "metz-balanced": ("mlp", "tiny-metz", {"epochs": 3, "unrolls": 3}),  # carried runs move between ranks
     "lhopt": ("lhopt", "tiny-lhopt", {}),
 }
+
+
+# Slot costs forced on each epoch of "metz-balanced": longest first onto the least-loaded rank moves live runs.
+COSTS = [[1.0, 1.0, 5.0], [5.0, 1.0, 1.0], [1.0, 5.0, 1.0]]
 
 
 def _job(name, out, **extra):
@@ -85,7 +90,9 @@ def runs(tmp_path_factory):
         for name in RUNS:
             worker.run_job(_job(name, base / f"{name}-1"))
         worker.run_job(_job("lhopt", base / "lhopt-resumed-on-2", stop_at_epoch=2))
-        jobs = [_job(name, base / f"{name}-2") for name in RUNS]
+        jobs = [
+            _job(name, base / f"{name}-2", **({"costs": COSTS} if name == "metz-balanced" else {})) for name in RUNS
+        ]
         jobs.append(_job("metz-combined", base / "metz-resumed-on-1", stop_at_epoch=2))
         resume_cli = ["meta-train", "lhopt", "--recipe", "tiny-lhopt", "--out", str(base / "lhopt-resumed-on-2")]
         jobs.append({"cli": [*resume_cli, "--resume"]})
@@ -126,6 +133,20 @@ def _assert_same_run(a, b):
 def test_two_ranks_give_the_one_rank_meta_parameters_bit_for_bit(runs, name):
     base, *_ = runs
     _assert_same_run(base / f"{name}-1", base / f"{name}-2")
+
+
+def test_balancing_moves_carried_runs_between_ranks_and_changes_nothing(runs):
+    base, *_ = runs
+    owners = [json.loads(line) for line in (base / "metz-balanced-2" / "owners.jsonl").read_text().splitlines()]
+    assert owners == [[1, 1, 0], [0, 1, 1], [1, 0, 1]]  # each epoch moves two slots (contiguous: [0, 1, 1])
+    _assert_same_run(base / "metz-balanced-1", base / "metz-balanced-2")  # and the result is the 1-rank one
+
+
+def test_longest_first_balancing_known_answers():
+    assert dist.balanced([1.0, 1.0, 5.0], world=2) == [1, 1, 0]
+    assert dist.balanced([3.0, 3.0, 2.0, 2.0, 2.0], world=2) == [0, 1, 0, 1, 0]  # loads 7 and 5 (contiguous: 8, 4)
+    assert dist.balanced([2.0, 2.0], world=3) == [0, 1]
+    assert dist.gather_indexed([2, 0, 1], ["c", "a", "b"]) == ["a", "b", "c"]  # alone: index order
 
 
 def test_a_checkpoint_holds_every_inner_run_whatever_rank_advanced_it(runs):

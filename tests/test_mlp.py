@@ -77,36 +77,3 @@ def test_state_dict_round_trip_continues_bit_for_bit():
         assert torch.equal(a, b)
     assert opt2.step_count == 8
     assert not torch.equal(expected[0], saved_params[0])
-
-
-def test_eager_chunked_path_matches_the_differentiable_core():
-    # Tensor sizes that straddle chunk boundaries, a 1-element tensor; the large case has enough chunks (74) for two
-    # threads to split them (MIN_CHUNKS_PER_THREAD), the small one runs on one.
-    from loptim.optimizers.mlp import MIN_CHUNKS_PER_THREAD, ChunkPlan, MLPConfig
-
-    plan = ChunkPlan.build([150, 1, 64, 37], 64)
-    assert plan.starts == [0, 64, 128, 150, 151, 215] and plan.tensor_of_chunk.tolist() == [0, 0, 0, 1, 2, 3]
-    g = torch.Generator().manual_seed(3)
-    net = MLPOptimizerNet(MLPConfig(chunk=64), generator=g).double()  # float64: only the op order differs
-    meta = {k: v.detach() for k, v in net.meta_params().items()}
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        for sizes in ([150, 1, 64, 37], [4500, 1, 64, 37]):
-            n = sum(sizes)
-            plan = ChunkPlan.build(sizes, 64)
-            assert (len(plan.starts) >= 2 * MIN_CHUNKS_PER_THREAD) == (sizes[0] == 4500)
-            pure, eager = net.zero_state(n, torch.float64), net.zero_state(n, torch.float64)
-            scratch = torch.ones(11, n, dtype=torch.float64)
-            param = torch.randn(n, generator=g, dtype=torch.float64)
-            for step in range(4):
-                grad = torch.randn(n, generator=g, dtype=torch.float64) * 10.0 ** (step - 2)
-                with torch.no_grad():
-                    expected, pure = net.step_flat(meta, pure, grad, param, sizes, step)
-                got = net.step_flat_eager(meta, eager, grad, param, plan, step, scratch)
-                torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-15)
-                for fast, slow in zip(eager["momenta"], pure["momenta"]):  # lerp rounds unlike b m + (1-b) g
-                    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9 * float(slow.abs().max()))
-                param = param + got
-    finally:
-        torch.set_num_threads(previous)

@@ -8,8 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -59,22 +57,6 @@ def test_metz_table_matches_its_results():
             assert text in line, (name, text)
 
 
-@pytest.mark.parametrize("row", json.loads((ROOT / "benchmarks/results/overhead.json").read_text())["rows"])
-def test_overhead_table_matches_overhead_json(row):
-    names = {
-        "adam": "torch.optim.Adam (fused)",
-        "lstm": "lstm (chunked, loptim)",
-        "lstm-naive": "lstm-naive (LSTMCell x2, whole batch)",
-        "mlp": "mlp (chunked, loptim)",
-        "mlp-naive": "mlp-naive (nn.Sequential, whole batch)",
-    }
-    if row["optimizer"] not in names:
-        pytest.skip(f"{row['optimizer']} is not in the README's overhead table")
-    update = f"{row['update_ms']:,.2f}" if row["update_ms"] < 10 else f"{row['update_ms']:,.1f}"
-    cells = [names[row["optimizer"]], f"{row['params']:,}", update]
-    if row["gflops"] is not None:
-        cells += [f"{row['gflops']:.1f}", f"{100 * row['fraction_of_matmul']:.0f}%"]
-    line = next((line for line in README.splitlines() if all(f"| {c} |" in line for c in cells[:2])), None)
-    assert line is not None, cells
-    for cell in cells[2:]:
-        assert f"| {cell} |" in line, (cells, line)
+def test_overhead_table_matches_overhead_json():
+    for line in _script("benchmarks/overhead.py").table()[2:]:
+        assert line in README, line

@@ -8,7 +8,6 @@ side by side in the run that writes the table.
 
 from __future__ import annotations
 
-import importlib
 import os
 import shlex
 from collections.abc import Sequence
@@ -26,28 +25,10 @@ from loptim.evaluate.timing import time_task
 from loptim.evaluate.tuning import grid_jobs, run_cached, select_best
 from loptim.io import atomic_write_text
 from loptim.optimizers.registry import is_baseline, label_factory
-from loptim.tasks import get_task
+from loptim.tasks import get_task, suite
 from loptim.tasks.base import Task
 
-# Until loptim/tasks/suite.py (the suite's own data sets) lands, a placeholder tier of existing tasks (mnist-cnn
-# lies in the MNIST families the Metz and LHOPT optimizers were meta-trained on). mobydick-char, a meta-training
-# task of LHOPT, is in --quick only, which checks the machinery (2 cheap tasks of 2 modalities) and measures nothing.
-_FALLBACK_CORE = ("fashion-mlp", "fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf", "mnist-cnn")
-_FALLBACK_QUICK = ("fashion-mlp", "mobydick-char")
-
-
-def _tiers() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
-    try:
-        module = importlib.import_module("loptim.tasks.suite")
-    except ModuleNotFoundError as error:
-        if error.name != "loptim.tasks.suite":
-            raise  # the module exists but something it imports is missing: say so, do not fall back
-        return _FALLBACK_CORE, (), _FALLBACK_QUICK, True
-    core, large = tuple(module.SUITE_CORE), tuple(module.SUITE_LARGE)
-    return core, large, tuple(getattr(module, "SUITE_QUICK", core[:2])), False
-
-
-SUITE_CORE, SUITE_LARGE, SUITE_QUICK, PLACEHOLDER = _tiers()
+SUITE_CORE, SUITE_LARGE, SUITE_QUICK = tuple(suite.SUITE_CORE), tuple(suite.SUITE_LARGE), tuple(suite.SUITE_QUICK)
 TIERS = {"core": SUITE_CORE, "large": SUITE_LARGE}
 DEFAULT_OPTIMIZERS = ("adam", "adamw", "adam-default", "schedulefree", "prodigy", "dadapt", "mlp", "lhopt")
 # The modality of each data set the suite uses (docs/data.md); the architecture is the task's own business.
@@ -185,7 +166,6 @@ def run_suite(config: SuiteConfig) -> dict[str, Any]:
     references = {label: LHOPT_REFERENCE if label.split(":")[0] == "lhopt" else REFERENCE for label in labels}
     protocol = {
         "tasks": [task.name for task in tasks],
-        "placeholder_tasks": PLACEHOLDER,
         "tuning_seeds": list(config.tuning_seeds),
         "report_seeds": list(config.report_seeds),
         "lr_points": config.lr_points,

@@ -115,9 +115,33 @@ def shard(n: int, of_rank: int | None = None, world: int | None = None) -> range
     return range(n * r // w, n * (r + 1) // w)
 
 
+def shard_of(index: int, n: int, world: int | None = None) -> int:
+    """The rank whose `shard` of n holds `index`."""
+    w = world_size() if world is None else world
+    return next(r for r in range(w) if index in shard(n, r, w))
+
+
 def my_indices(n: int) -> range:
     """This rank's global sample indices out of n."""
     return shard(n)
+
+
+def balanced(costs: list[float], world: int | None = None) -> list[int]:
+    """The rank of each sample, greedy longest-first onto the least-loaded rank (ties: the lower index, the lower
+    rank), so that every rank given the same costs computes the same assignment."""
+    w = world_size() if world is None else world
+    loads, owners = [0.0] * w, [0] * len(costs)
+    for index in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        owner = min(range(w), key=lambda r: (loads[r], r))
+        owners[index] = owner
+        loads[owner] += costs[index]
+    return owners
+
+
+def gather_indexed(indices: list[int], local: list[T]) -> list[T]:
+    """The global list, in index order, from each rank's `local` results for its (any) `indices`."""
+    pairs = [pair for part in all_gather(list(zip(indices, local))) for pair in part]
+    return [item for _, item in sorted(pairs, key=lambda pair: pair[0])]
 
 
 def all_gather(obj: Any) -> list[Any]:

@@ -10,6 +10,7 @@ across processes and the samples gathered (loptim.meta.distributed) with a bit-f
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,6 +36,7 @@ class Estimate:
     grads: Params
     unrolls: list[UnrollState]
     stats: dict[str, float] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)  # wall time of each local sample (load balancing)
 
 
 def perturbed_leaves(meta_params: Params, shift: Params | None = None, sign: float = 1.0) -> Params:
@@ -108,14 +110,16 @@ def estimate_samples(
     """The estimate from this process's inner runs: each becomes a `Sample` from its own seed, `gather` turns the
     local samples into the global list (in global sample order; identity when alone) and every process reduces
     that same list, so the result does not depend on how the samples were split across processes."""
-    local, ends = [], []
+    local, ends, seconds = [], [], []
     for unroll, truncation, seed in zip(unrolls, truncations, seeds):
+        start = time.perf_counter()
         sample, end = estimator.sample(lopt, meta_params, unroll, truncation, seed)
+        seconds.append(time.perf_counter() - start)
         local.append(sample)
         ends.append(end)
     samples = gather(local) if gather is not None else local
     grads, stats = estimator.reduce(meta_params, samples)
-    return Estimate(grads, ends, stats)
+    return Estimate(grads, ends, stats, seconds)
 
 
 class SampledEstimator:

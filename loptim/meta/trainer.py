@@ -5,7 +5,8 @@ al. 2019 and the generalist are recipes of it; so is the LSTM core under ES (`ls
 
 Under torchrun (loptim.meta.distributed) every rank runs the same outer loop on its share of the run slots and
 holds the same meta-parameters; samples are gathered in slot order, so the result does not depend on the number
-of ranks; only rank 0 prints, checkpoints and exports.
+of ranks, nor on which rank runs which slot: carried runs move between ranks so that each rank's share of the
+last epoch's seconds is balanced. Only rank 0 prints, checkpoints and exports.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class MetaTrainer(EpochLoop):
         self.tasks = self.parts.tasks
         self.estimator = self.parts.estimator
         self.slots: list[Any] = [None] * runs.count  # the estimator's run objects (None: start afresh)
+        self.owners: list[int] | None = None  # the rank of each slot (None: contiguous blocks)
+        self.slot_seconds: list[float] | None = None  # each slot's last sample, in seconds (for balancing)
         self.checkpoint_every_epoch = isinstance(runs, CarriedRuns) and not runs.in_checkpoint
         self.epoch = 0
         self.seconds = 0.0
@@ -73,6 +76,33 @@ class MetaTrainer(EpochLoop):
         return {"meta_loss": f"{record['meta_loss']:.3f}", "best": f"{self.best_score:.4f}"}
 
     # --- one epoch ---------------------------------------------------------------------------------------------
+
+    def _mine(self) -> list[int]:
+        """The slots this rank runs."""
+        count = self.parts.runs.count
+        if self.owners is None:
+            return list(dist.my_indices(count))
+        return [slot for slot, owner in enumerate(self.owners) if owner == dist.rank()]
+
+    def _rebalance(self) -> None:
+        """Give each rank an equal share of the last epoch's sample seconds (longest first onto the least loaded),
+        moving carried runs to their new ranks as checkpoint data. The samples stay reduced in slot order, so the
+        meta-parameters are those of any other assignment, bit for bit. Only carried runs that checkpoint move."""
+        runs = self.parts.runs
+        movable = isinstance(runs, CarriedRuns) and runs.in_checkpoint
+        if dist.world_size() == 1 or not movable or self.slot_seconds is None:
+            return
+        old = self.owners or [dist.shard_of(slot, runs.count) for slot in range(runs.count)]
+        new = dist.balanced(self.slot_seconds)
+        if new == old:
+            return
+        leaving = {slot: _slot_data(self.slots[slot]) for slot in range(runs.count)
+                   if old[slot] == dist.rank() and new[slot] != old[slot]}  # fmt: skip
+        for part in dist.all_gather(leaving):
+            for slot, data in part.items():
+                arriving = new[slot] == dist.rank()
+                self.slots[slot] = self._unroll(data) if arriving and data is not None else None
+        self.owners = new
 
     def _start(self, slot: int) -> Any:
         """A fresh inner run for `slot`, wrapped as the estimator wants it."""
@@ -104,7 +134,8 @@ class MetaTrainer(EpochLoop):
         recipe, runs, fresh = self.recipe, self.parts.runs, isinstance(self.parts.runs, FreshRuns)
         generator = torch.Generator().manual_seed(derive_seed(recipe.seed, self.epoch, 0))
         lengths = self.parts.schedule.lengths(self.epoch, generator, runs.count)  # all slots'
-        mine = dist.my_indices(runs.count)
+        self._rebalance()
+        mine = self._mine()
         if fresh:
             self.slots = [None] * runs.count
         current = [self.slots[slot] if self._alive(self.slots[slot]) else self._start(slot) for slot in mine]
@@ -114,9 +145,12 @@ class MetaTrainer(EpochLoop):
             truncations = [self.estimator.draw(run, lengths[slot], self._valid) for slot, run in zip(mine, current)]
             seeds = [derive_seed(recipe.seed, self.epoch, slot, 2 + 2 * update) for slot in mine]
             estimate = estimate_samples(
-                self.estimator, self.net, self.meta, current, truncations, seeds, dist.gather_samples
-            )
+                self.estimator, self.net, self.meta, current, truncations, seeds,
+                lambda local: dist.gather_indexed(mine, local),
+            )  # fmt: skip
             current = estimate.unrolls
+            if not fresh and dist.world_size() > 1:
+                self.slot_seconds = dist.gather_indexed(mine, estimate.seconds)
             steps = sum(dist.all_gather(sum(len(t) for t in truncations)))  # every rank's runs
             self.experience += self.estimator.trajectories * steps
             meta_loss = estimate.stats["meta_loss"]
@@ -173,7 +207,7 @@ class MetaTrainer(EpochLoop):
         runs = self.parts.runs
         if isinstance(runs, CarriedRuns) and runs.in_checkpoint:
             slots = [_slot_data(run) for run in self.slots]
-            mine = {slot: slots[slot] for slot in dist.my_indices(runs.count)}
+            mine = {slot: slots[slot] for slot in self._mine()}
             for part in dist.all_gather(mine):
                 for slot, data in part.items():
                     slots[slot] = data
@@ -198,6 +232,10 @@ class MetaTrainer(EpochLoop):
             for k, v in ckpt["meta"].items():
                 self.meta[k].copy_(v)
         self.adam.load_state_dict(ckpt["adam"])
+        for group in self.adam.param_groups:  # the recipe's outer learning rate holds (a later segment may lower it)
+            if group["lr"] != self.parts.outer.lr and dist.is_main():
+                print(f"outer learning rate {group['lr']:g} -> {self.parts.outer.lr:g} (recipe '{self.recipe.name}')")
+            group["lr"] = self.parts.outer.lr
         self.experience = int(ckpt.get("experience", 0))
         if "slots" in ckpt:
             if len(ckpt["slots"]) != self.parts.runs.count:

@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from loptim.kernels import fused
 from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
 from loptim.pretrained import register_kind
@@ -213,9 +214,15 @@ class LSTMOptimizer(FlatOptimizer):
         return LSTMOptimizerNet(generator=generator)
 
     def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
+        config = self.net.config
+        supported = config.hidden in fused.LSTM_HIDDEN and config.preprocess == "log-sign"
+        if fused.available(supported, flat_grad, *self.flat_state.values()):  # the fused CPU kernel of step_flat
+            weights = _scaled(self.meta_params, config.hidden)
+            return fused.lstm_update(config.hidden, flat_grad, self.flat_state, weights, config.p, config.output_scale,
+                                     fused.threads_for(flat_grad.numel()))  # fmt: skip
         on_cpu = flat_grad.device.type == "cpu"
         chunk = self.net.config.chunk if on_cpu else GPU_CHUNK
-        threads = torch.get_num_threads() if on_cpu else 1
+        threads = fused.threads_for(flat_grad.numel()) if on_cpu else 1
         delta, self.flat_state = self.net.step_flat(
             self.meta_params,
             self.flat_state,

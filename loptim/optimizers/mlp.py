@@ -8,8 +8,8 @@ Metz et al. 2019).
 
 from __future__ import annotations
 
+import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -28,6 +28,7 @@ from loptim.features import (
     segment_ids,
     time_features,
 )
+from loptim.kernels import fused
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
@@ -43,7 +44,7 @@ class MLPConfig:
     hidden: int = 32
     step_mult: float = 1e-3  # update = -step_mult * d * exp(exp_mult * m)
     exp_mult: float = 1e-3
-    chunk: int = 8192  # coordinates per chunk in the eager path (the hidden buffers of one chunk stay in cache)
+    chunk: int = 8192  # unused since the fused kernel (loptim/kernels); kept so that older weight cards load
     design: str = "metz2019"  # "metz2019" (the paper) | "generalist" (loptim.optimizers.mlp_generalist)
     nominal_lr: float = 1e-3  # generalist: the Adam step the network corrects (Adam's default learning rate)
 
@@ -62,32 +63,6 @@ DESIGNS = ("metz2019", "generalist")
 def generalist_config(hidden: int = 8) -> MLPConfig:
     """The generalist design's defaults (tiny network, nominal Adam step; docs/generalist.md)."""
     return MLPConfig(hidden=hidden, design="generalist")
-
-
-MIN_CHUNKS_PER_THREAD = 32
-
-
-@dataclass(frozen=True)
-class ChunkPlan:
-    """Chunks of the flat coordinate vector that never straddle two tensors, so each chunk's per-tensor
-    normalizer can be folded into the first layer's weights (docs/design.md, performance facts)."""
-
-    starts: list[int]
-    ends: list[int]
-    owners: list[int]  # index of the tensor each chunk lies in (read per chunk: a list, no tensor indexing)
-    tensor_of_chunk: Tensor  # the same as a tensor, for the per-tensor reduction
-    sizes: list[int]
-
-    @staticmethod
-    def build(sizes: list[int], chunk: int) -> ChunkPlan:
-        starts, ends, owners, offset = [], [], [], 0
-        for index, size in enumerate(sizes):
-            for start in range(offset, offset + size, chunk):
-                starts.append(start)
-                ends.append(min(start + chunk, offset + size))
-                owners.append(index)
-            offset += size
-        return ChunkPlan(starts, ends, owners, torch.tensor(owners, dtype=torch.long), list(sizes))
 
 
 class MLPOptimizerNet(nn.Module):
@@ -153,90 +128,19 @@ class MLPOptimizerNet(nn.Module):
         delta = -self.config.step_mult * direction * torch.exp(self.config.exp_mult * magnitude)
         return delta, {"momenta": momenta, "rms": rms}
 
-    @torch.no_grad()
-    def step_flat_eager(
-        self,
-        meta_params: dict[str, Tensor],
-        state: State,
-        grad: Tensor,
-        param: Tensor,
-        plan: ChunkPlan,
-        step: int,
-        scratch: Tensor,
-    ) -> Tensor:
-        """The same update as `step_flat`, for the torch.optim shell: state updated in place, chunked, threaded.
-
-        Pass 1 updates the accumulators and writes the raw features feature-major into `scratch` (11, N; the last
-        row is ones) while summing their squares per chunk; pass 2 runs the MLP per chunk with the per-tensor
-        normalizer and the bias folded into the first layer ([W1 diag(s_t), b1 + W_time t]), so no normalized
-        copy of the features is made and the first layer is one plain GEMM (docs/design.md, performance facts).
-        """
-        momenta, rms, n_chunks = state["momenta"], state["rms"], len(plan.starts)
-        weights = torch.tensor([1.0 - d for d in MOMENTUM_DECAYS], dtype=grad.dtype).unsqueeze(1)
-        chunk_sums = torch.empty(n_chunks, NUM_COORDINATE_FEATURES, dtype=grad.dtype)
-        m09 = MOMENTUM_DECAYS.index(0.9)
-        hidden = self.config.hidden
-
-        def features(chunks: range) -> None:
-            for k in chunks:
-                lo, hi = plan.starts[k], plan.ends[k]
-                g, x, m = grad[lo:hi], scratch[:, lo:hi], momenta[:, lo:hi]
-                m.lerp_(g.expand_as(m), weights)
-                v = rms[lo:hi]
-                v.mul_(RMS_DECAY).addcmul_(g, g, value=1.0 - RMS_DECAY)
-                x[0].copy_(g)
-                x[1].copy_(param[lo:hi])
-                x[2:8].copy_(m)
-                torch.add(v, RSQRT_EPS, out=x[8]).rsqrt_()
-                torch.mul(x[8], m[m09], out=x[9])
-                x[8].mul_(g)
-                torch.linalg.vector_norm(x[:NUM_COORDINATE_FEATURES], dim=1, out=chunk_sums[k]).square_()
-
-        delta = torch.empty_like(grad)
-        sums = torch.zeros(len(plan.sizes), NUM_COORDINATE_FEATURES, dtype=grad.dtype)
-        bias1 = (meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype)).unsqueeze(1)
-        b2, b3 = meta_params["b2"].unsqueeze(1), meta_params["b3"].unsqueeze(1)
-        w2, w3 = meta_params["w2"], meta_params["w3"]
-        folded: list[Tensor] = []
-
-        def mlp(chunks: range) -> None:
-            width = max((plan.ends[k] - plan.starts[k] for k in chunks), default=0)
-            h1 = torch.empty(hidden, width, dtype=grad.dtype)
-            h2 = torch.empty(hidden, width, dtype=grad.dtype)
-            out = torch.empty(2, width, dtype=grad.dtype)
-            for k in chunks:
-                lo, hi = plan.starts[k], plan.ends[k]
-                c = hi - lo
-                a, b, o = h1[:, :c], h2[:, :c], out[:, :c]
-                torch.mm(folded[0][plan.owners[k]], scratch[:, lo:hi], out=a).relu_()
-                torch.addmm(b2, w2, a, out=b).relu_()
-                torch.addmm(b3, w3, b, out=o)
-                torch.mul(o[1], self.config.exp_mult, out=delta[lo:hi]).exp_().mul_(o[0])
-                delta[lo:hi].mul_(-self.config.step_mult)
-
-        # Threads pay off only with many chunks each (docs/design.md, performance facts).
-        threads = max(1, min(torch.get_num_threads(), n_chunks // MIN_CHUNKS_PER_THREAD))
-
-        def run(work) -> None:
-            if threads > 1:
-
-                def single(chunks: range) -> None:
-                    torch.set_num_threads(1)
-                    work(chunks)
-
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(single, [range(i, n_chunks, threads) for i in range(threads)]))
-            else:
-                work(range(n_chunks))
-
-        run(features)
-        sums.index_add_(0, plan.tensor_of_chunk, chunk_sums)
-        sizes = torch.tensor(plan.sizes, dtype=grad.dtype).unsqueeze(1)
-        scale = torch.rsqrt(sums / sizes + NORMALIZER_EPS)  # (T, 10)
-        first = meta_params["w1"].unsqueeze(0) * scale.unsqueeze(1)  # (T, 32, 10)
-        folded.append(torch.cat((first, bias1.expand(len(plan.sizes), -1, -1)), dim=2))  # bias as an 11th column
-        run(mlp)
-        return delta
+    def kernel_inputs(
+        self, meta_params: dict[str, Tensor], step: int, total_steps: int
+    ) -> tuple[str, list[Tensor], list[float]]:
+        """The fused kernel's entry point, weights and constants for this step (loptim/kernels/mlp_cpu.cpp): the
+        terms `step_flat` computes once per step (the progress bias of the first layer, bias corrections)."""
+        config = self.config
+        if config.design == "generalist":
+            weights, hyper = generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr)
+            return "loptim_mlp_generalist", weights, hyper
+        p = {k: v.detach().float() for k, v in meta_params.items()}
+        bias1 = p["b1"] + p["w1_time"] @ time_features(step)
+        hyper = [*MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, config.step_mult, config.exp_mult]
+        return "loptim_mlp_metz", [p["w1"], bias1, p["w2"], p["b2"], p["w3"], p["b3"]], hyper
 
     def update(
         self,
@@ -268,7 +172,7 @@ class MLPOptimizer(FlatOptimizer):
 
     name = "mlp"
     default_weights = "mlp-mnist"
-    _plan: tuple[list[int], ChunkPlan, Tensor] | None = None  # sizes, chunks, feature scratch (44 B/param)
+    _offsets: tuple[list[int], Tensor] | None = None  # tensor sizes and their start offsets, for the kernel
 
     @classmethod
     def untrained(cls, generator: torch.Generator) -> MLPOptimizerNet:
@@ -277,21 +181,32 @@ class MLPOptimizer(FlatOptimizer):
     def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
         flat_param = torch.cat([p.detach().reshape(-1) for p in params]).to(flat_grad.dtype)
         sizes = [p.numel() for p in params]
-        whole = flat_grad.device.type != "cpu" or self.net.config.design != "metz2019"
-        if whole:  # one whole-batch pass of the pure update: few kernel launches
-            delta, new = self.net.step_flat(
-                self.meta_params, self.flat_state, flat_grad, flat_param, sizes, self.step_count, self.total_steps
+        state, config = self.flat_state, self.net.config
+        if fused.available(
+            config.hidden in fused.MLP_HIDDEN, flat_grad, *state.values()
+        ):  # the fused CPU kernel of step_flat
+            if self._offsets is None or self._offsets[0] != sizes:
+                self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
+            entry, weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps)
+            return fused.mlp_update(
+                entry,
+                config.hidden,
+                self._offsets[1],
+                flat_grad,
+                flat_param,
+                state["momenta"],
+                state["rms"],
+                weights,
+                hyper,
+                NORMALIZER_EPS,
+                fused.threads_for(flat_grad.numel()),
             )
-            for k, v in new.items():
-                self.flat_state[k].copy_(v)
-            return delta
-        if self._plan is None or self._plan[0] != sizes or self._plan[2].dtype != flat_grad.dtype:
-            scratch = torch.ones(NUM_COORDINATE_FEATURES + 1, len(flat_grad), dtype=flat_grad.dtype)
-            self._plan = (sizes, ChunkPlan.build(sizes, self.net.config.chunk), scratch)
-        _, plan, scratch = self._plan
-        return self.net.step_flat_eager(
-            self.meta_params, self.flat_state, flat_grad, flat_param, plan, self.step_count, scratch
+        delta, new = self.net.step_flat(
+            self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps
         )
+        for k, v in new.items():
+            state[k].copy_(v)
+        return delta
 
 
 def _from_card(config: dict) -> MLPOptimizerNet:

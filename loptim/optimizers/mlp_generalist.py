@@ -96,3 +96,27 @@ def update(
     log_step = torch.clamp(schedule + magnitude, *LOG_STEP_RANGE)
     delta = -nominal_lr * torch.exp(log_step) * (nominal + direction)
     return delta, {"momenta": momenta, "rms": rms}
+
+
+def kernel_inputs(
+    meta_params: dict[str, Tensor], step: int, total_steps: int, nominal_lr: float
+) -> tuple[list[Tensor], list[float]]:
+    """The fused CPU kernel's weights (w1, b1 with the progress bias, w1_tensor, w2, b2, w3, b3) and constants
+    (loptim/kernels/mlp_cpu.cpp, Generalist) for this step: the same terms as `update`."""
+    progress = progress_features(step, total_steps, torch.float32, torch.device("cpu"))
+    p = {k: v.detach().float() for k, v in meta_params.items()}
+    bias1 = p["b1"] + p["w1_time"] @ progress
+    schedule = float(p["w_schedule"] @ progress)
+    t = step + 1
+    weights = [p["w1"], bias1, p["w1_tensor"].reshape(-1), p["w2"], p["b2"], p["w3"], p["b3"]]
+    hyper = [
+        *DECAYS,
+        RMS_DECAY,
+        ADAM_EPS,
+        1.0 - DECAYS[0] ** t,
+        1.0 - RMS_DECAY**t,
+        nominal_lr,
+        schedule,
+        *LOG_STEP_RANGE,
+    ]
+    return weights, hyper

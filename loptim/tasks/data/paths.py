@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from loptim.io import cache_dir
 
-def cache_dir() -> Path:
-    """The root of loptim's cache; never inside the repository."""
-    return Path(os.environ.get("LOPTIM_CACHE", Path.home() / ".cache" / "loptim")).expanduser()
+__all__ = ["cache_dir", "packages_dir", "tensors_dir"]
 
 
 def packages_dir(name: str) -> Path:

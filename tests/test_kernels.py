@@ -1,0 +1,141 @@
+"""The fused CPU kernel of the MLP optimizer (loptim/kernels) against the reference update it accelerates."""
+
+import itertools
+
+import pytest
+import torch
+
+from loptim.features import NORMALIZER_EPS
+from loptim.kernels import fused
+from loptim.optimizers.mlp import MLPConfig, MLPOptimizer, MLPOptimizerNet, generalist_config
+
+SIZES = [150, 1, 64, 37, 4500]  # tiles straddle tensor ends; a 1-element tensor; enough tiles for two threads
+DESIGNS = {"metz2019-32": MLPConfig(), "metz2019-8": MLPConfig(hidden=8), "generalist-8": generalist_config(),
+           "generalist-16": generalist_config(16)}  # fmt: skip
+
+
+def _meta(config, seed):
+    g = torch.Generator().manual_seed(seed)
+    net = MLPOptimizerNet(config, generator=g)
+    # The generalist starts with a zero output layer (exactly Adam): perturb it so that every term is exercised.
+    meta = {k: v.detach() + 0.3 * torch.randn(v.shape, generator=g) for k, v in net.meta_params().items()}
+    return net, meta, g
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_kernel_matches_the_reference_update(design, threads):
+    net, meta, g = _meta(DESIGNS[design], 3)
+    if not fused.available(True, torch.zeros(1)):
+        pytest.skip("no C++ compiler: the kernel is off and the reference runs (covered by the shell test)")
+    n = sum(SIZES)
+    offsets = torch.tensor([0, *itertools.accumulate(SIZES)])
+    reference, state = net.zero_state(n), net.zero_state(n)
+    param = torch.randn(n, generator=g)
+    for step in range(6):  # gradients from 1e-3 to 1e2: the normalizers and the accumulators move over decades
+        grad = torch.randn(n, generator=g) * 10.0 ** (step - 3)
+        with torch.no_grad():
+            expected, reference = net.step_flat(meta, reference, grad, param, SIZES, step, 50)
+        entry, weights, hyper = net.kernel_inputs(meta, step, 50)
+        got = fused.mlp_update(entry, net.config.hidden, offsets, grad, param, state["momenta"], state["rms"],
+                                 weights, hyper, NORMALIZER_EPS, threads)  # fmt: skip
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+        for key in state:
+            torch.testing.assert_close(
+                state[key], reference[key], rtol=1e-4, atol=1e-6 * float(reference[key].abs().max())
+            )
+        param = param + expected
+
+
+def test_kernel_is_deterministic_and_in_place():
+    net, meta, g = _meta(generalist_config(), 4)
+    n = sum(SIZES)
+    if not fused.available(True, torch.zeros(1)):
+        pytest.skip("no C++ compiler")
+    offsets = torch.tensor([0, *itertools.accumulate(SIZES)])
+    grad, param = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    runs = []
+    for _ in range(2):
+        state = net.zero_state(n)
+        entry, weights, hyper = net.kernel_inputs(meta, 3, 0)
+        out = fused.mlp_update(entry, 8, offsets, grad, param, state["momenta"], state["rms"], weights, hyper,
+                                 NORMALIZER_EPS, 2)  # fmt: skip
+        assert state["rms"].abs().sum() > 0  # the state advanced in place
+        runs.append((out, state))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1]["momenta"], runs[1][1]["momenta"])
+
+
+def _train(monkeypatch, kernels: str, weights, dtype=torch.float32, steps=10):
+    monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 40), torch.nn.Tanh(), torch.nn.Linear(40, 3)).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=dtype) * 0.3)
+    x, y = torch.randn(32, 6, generator=g, dtype=dtype), torch.randn(32, 3, generator=g, dtype=dtype)
+    opt = MLPOptimizer(model.parameters(), weights=weights, total_steps=steps)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("weights", ["mlp-mnist", None])
+def test_the_shell_runs_the_kernel_and_agrees_with_the_reference(monkeypatch, weights):
+    fast = _train(monkeypatch, "1", weights)
+    reference = _train(monkeypatch, "0", weights)
+    for a, b in zip(fast, reference):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_float64_and_unknown_widths_run_the_reference():
+    assert not fused.available(True, torch.zeros(3, dtype=torch.float64))
+    assert not fused.available(12 in fused.MLP_HIDDEN, torch.zeros(3))
+    assert not fused.available(True, torch.zeros(4)[::2])  # not contiguous
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lstm_kernel_matches_the_reference_update(threads):
+    from loptim.optimizers.lstm import LSTMOptimizerNet, _scaled
+
+    g = torch.Generator().manual_seed(5)
+    net = LSTMOptimizerNet(generator=g)
+    if not fused.available(True, torch.zeros(1)):
+        pytest.skip("no C++ compiler")
+    meta = {k: v.detach() for k, v in net.meta_params().items()}
+    n = 2 * 4096 + 77  # a partial last tile
+    reference, state = net.zero_state(n), net.zero_state(n)
+    for step in range(6):  # gradients around the preprocessing threshold e^-10 and far above it
+        grad = torch.randn(n, generator=g) * 10.0 ** (step - 5)
+        grad[:50] = 0.0
+        with torch.no_grad():
+            expected, reference = net.step_flat(meta, reference, grad, differentiable=False)
+        got = fused.lstm_update(20, grad, state, _scaled(meta, 20), net.config.p, net.config.output_scale, threads)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+        for key in state:
+            torch.testing.assert_close(state[key], reference[key], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("weights", ["lstm-mnist", None])
+def test_the_lstm_shell_runs_the_kernel_and_agrees_with_the_reference(monkeypatch, weights):
+    from loptim.optimizers.lstm import LSTMOptimizer
+
+    runs = []
+    for kernels in ("1", "0"):
+        monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+        g = torch.Generator().manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 40), torch.nn.Tanh(), torch.nn.Linear(40, 3))
+        x, y = torch.randn(32, 6, generator=g), torch.randn(32, 3, generator=g)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        opt = LSTMOptimizer(model.parameters(), weights=weights)
+        for _ in range(10):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+        runs.append([p.detach().clone() for p in model.parameters()])
+    # Per step the two agree to ~1e-5 (above); ten steps of training amplify that through log|g| and the cell state.
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
