@@ -135,6 +135,29 @@ def test_time_task_attributes_forward_backward_and_each_step():
     assert cheap.losses[0] is None and isinstance(dear.losses[0], torch.Tensor)  # step(loss=...) where wanted
 
 
+class Overflowing(CountedOptimizer):
+    """Fails on its 4th step, as Prodigy's estimate overflowed after many steps of one fixed gradient."""
+
+    def step(self, closure=None, *, loss=None):
+        if len(self.losses) >= 3:
+            raise RuntimeError("value cannot be converted to type float without overflow")
+        return super().step(closure, loss=loss)
+
+
+def test_every_timed_block_starts_from_a_fresh_optimizer():
+    clock = CountingClock()
+    built = []
+
+    def make(params, *, total_steps: int) -> Overflowing:
+        built.append(Overflowing(params, clock, 2.0))
+        return built[-1]
+
+    times = time_task(CountedTask(clock), {"fragile": make}, total_steps=100, rounds=4, block=2, threads=None,
+                      clock=clock)  # fmt: skip
+    assert times.step == {"fragile": 2.0}  # the rebuilding and its warm-up step are not timed
+    assert len(built) == 1 + 4 and all(len(o.losses) <= 3 for o in built)  # one per block, after the first
+
+
 def valid_curve(valid_loss: list[float]) -> Curve:
     return Curve(seed=0, step=list(range(40)), train_loss=[1.0] * 40, valid_step=[0, 10, 20, 30, 40],
                  valid_loss=list(valid_loss))  # fmt: skip

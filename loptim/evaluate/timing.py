@@ -61,7 +61,11 @@ class SideBySideTimer:
         start = self.clock()
         for _ in range(self.block):
             call()
-        return (self.clock() - start) / self.block
+        seconds = (self.clock() - start) / self.block
+        reset = getattr(call, "reset", None)
+        if reset is not None:  # untimed: the next block starts from the same state
+            reset()
+        return seconds
 
     def measure(self, forward_backward: Callable[[], None], steps: Mapping[str, Callable[[], None]]) -> StepTimes:
         items: list[tuple[str | None, Callable[[], None]]] = [(None, forward_backward), *steps.items()]
@@ -123,12 +127,30 @@ def time_task(
         torch.set_num_threads(previous)
 
 
-def _stepper(task: Task, factory: OptimizerFactory, total_steps: int, seed: int, batch: Any) -> Callable[[], None]:
-    params = _params(task, seed)
-    optimizer = factory(list(params.values()), total_steps=total_steps)
-    loss = task.loss(params, batch)
-    loss.backward()
-    loss = loss.detach()
-    if getattr(optimizer, "wants_loss", False):
-        return lambda: optimizer.step(loss=loss)
-    return optimizer.step
+class _Stepper:
+    """One optimizer stepping its own copy of the initialization with one fixed gradient. `reset` (called by the
+    timer between blocks, untimed) rebuilds it and takes one warm-up step, so every timed block starts from the
+    same early state: a fixed gradient repeated for hundreds of steps drives some optimizers to overflow
+    (Prodigy's step-size estimate on movielens-gmf did), which would end the timing rather than measure it."""
+
+    def __init__(self, task: Task, factory: OptimizerFactory, total_steps: int, seed: int, batch: Any) -> None:
+        self.task, self.factory, self.total_steps, self.seed, self.batch = task, factory, total_steps, seed, batch
+        self.reset(warm=False)
+
+    def reset(self, warm: bool = True) -> None:
+        params = _params(self.task, self.seed)
+        optimizer = self.factory(list(params.values()), total_steps=self.total_steps)
+        loss = self.task.loss(params, self.batch)
+        loss.backward()
+        loss = loss.detach()
+        wants_loss = getattr(optimizer, "wants_loss", False)
+        self._step = (lambda: optimizer.step(loss=loss)) if wants_loss else optimizer.step
+        if warm:
+            self._step()
+
+    def __call__(self) -> None:
+        self._step()
+
+
+def _stepper(task: Task, factory: OptimizerFactory, total_steps: int, seed: int, batch: Any) -> _Stepper:
+    return _Stepper(task, factory, total_steps, seed, batch)
