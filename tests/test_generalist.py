@@ -93,3 +93,45 @@ def test_generalist_recipe_meta_trains_on_augmented_mixtures():
     assert any(isinstance(t, ReparameterizedTask) for t in tasks)
     assert any(not isinstance(t, ReparameterizedTask) for t in tasks)
     assert {part_of(t.data_source) for t in tasks} == {"meta-train"}
+
+
+def test_the_ablations_remove_what_they_name():
+    """'schedule': progress features have no effect; 'normalization': no Adam term (a zero-output network does not
+    move) and features at their raw scale (an update that changes with the gradient's scale)."""
+    from loptim.optimizers.mlp import MLPConfig
+
+    g = torch.Generator().manual_seed(0)
+    sizes, n = [6, 4], 10
+    grad, param = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    full = MLPOptimizerNet(generalist_config(), torch.Generator().manual_seed(1))
+    meta = {k: v.detach() + 0.5 * torch.randn(v.shape, generator=g) for k, v in full.meta_params().items()}
+    nets = {
+        a: MLPOptimizerNet(MLPConfig(hidden=8, design="generalist", ablation=a)) for a in ("schedule", "normalization")
+    }
+
+    def delta(net, step, total, scale=1.0, params=meta):
+        return net.step_flat(params, net.zero_state(n), grad * scale, param, sizes, step, total)[0]
+
+    assert not torch.equal(delta(full, 3, 10), delta(full, 3, 100))  # the full design follows progress
+    assert torch.equal(delta(nets["schedule"], 3, 10), delta(nets["schedule"], 3, 100))
+    zero_out = {k: (torch.zeros_like(v) if k in ("w3", "b3") else v) for k, v in meta.items()}
+    assert delta(full, 3, 10, params=zero_out).abs().sum() > 0  # the nominal Adam step
+    assert torch.equal(delta(nets["normalization"], 3, 10, params=zero_out), torch.zeros(n))
+
+    # The full design sees per-tensor RMS-normalized features (nearly blind to the gradient's scale); without
+    # normalization the network sees raw magnitudes, so a 1000x larger gradient changes its step far more.
+    def change(net):
+        base = delta(net, 3, 10)
+        return float((delta(net, 3, 10, 1e3) - base).norm() / base.norm())
+
+    assert change(full) < 0.2 and change(nets["normalization"]) > 0.5  # measured: 0.11 and 0.93
+
+
+def test_the_ablation_recipes_differ_from_the_control_in_one_thing_each():
+    control = RECIPES.get("generalist-ablation-control")
+    changed = {}
+    for name in ("no-horizon", "no-normalization", "no-schedule", "no-augmentation"):
+        recipe = RECIPES.get(f"generalist-ablation-{name}")
+        changed[name] = sorted(k for k in vars(control) if k != "name" and getattr(recipe, k) != getattr(control, k))
+    assert changed == {"no-horizon": ["inner_steps"], "no-normalization": ["core"],
+                       "no-schedule": ["core"], "no-augmentation": ["augment"]}  # fmt: skip

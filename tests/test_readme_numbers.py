@@ -60,3 +60,21 @@ def test_metz_table_matches_its_results():
 def test_overhead_table_matches_overhead_json():
     for line in _script("benchmarks/overhead.py").table()[2:]:
         assert line in README, line
+
+
+def test_suite_tables_match_suite_json():
+    """The suite's committed table (benchmarks/suite/README.md) and the README's summary come from suite.json."""
+    from loptim.evaluate.suite_report import table_markdown
+
+    results = json.loads((ROOT / "benchmarks/suite/results/core/suite.json").read_text())
+    table = table_markdown(results).splitlines()
+    suite_readme = (ROOT / "benchmarks/suite/README.md").read_text()
+    rows = [line for line in table if line.startswith("| ")]
+    assert len(rows) >= 12 * len(results["summary"])
+    for line in rows:
+        assert line in suite_readme, line
+    summary = table[table.index("| optimizer | tasks | final-loss ratio, geometric mean | final-loss ratio, IQM "
+                                "| median speedup (steps) | median speedup (seconds) | tasks above 1 (all seeds) "
+                                "| tasks diverged |"):]  # fmt: skip
+    for line in (line for line in summary if line.startswith("| ")):
+        assert line in README, line

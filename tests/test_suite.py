@@ -179,3 +179,9 @@ def test_schema_1_results_stay_readable(tmp_path):
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps({"schema": 99}))
         load_results(bad)
+
+
+def test_tasks_outside_the_suite_are_refused_before_any_run(tmp_path, capsys):
+    code = main(["suite", "--tasks", "fashion-mlp-relu,mnist-mlp", "--workers", "1", "--out", str(tmp_path / "s")])
+    assert code != 0 and "not suite tasks: mnist-mlp" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

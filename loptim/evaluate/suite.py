@@ -103,6 +103,9 @@ class SuiteConfig:
 
     def task_names(self) -> tuple[str, ...]:
         if self.tasks is not None:
+            outside = [t for t in self.tasks if t not in SUITE_CORE + SUITE_LARGE + SUITE_QUICK]
+            if outside:
+                raise LoptimError(f"not suite tasks: {', '.join(outside)} (the suite's tasks: loptim suite --list)")
             return self.tasks
         if self.quick:
             return SUITE_QUICK

@@ -380,6 +380,19 @@ RECIPES.add(
     ),
 )
 RECIPES.add("mlp-generalist", lambda: GeneralistRecipe(name="mlp-generalist"))
+# The ablation table of docs/generalist.md: each removes one fix, all on the same budget (`--max-minutes 60`, one
+# core) and seed, beside the full design retrained on that budget (`generalist-ablation-control`).
+ABLATION_RECIPES = {
+    "generalist-ablation-control": {},
+    "generalist-ablation-no-horizon": {"inner_steps": (25, 50)},  # runs as long as one truncation (25-50 steps)
+    "generalist-ablation-no-normalization": {
+        "core": MLPConfig(hidden=8, design="generalist", ablation="normalization")
+    },
+    "generalist-ablation-no-schedule": {"core": MLPConfig(hidden=8, design="generalist", ablation="schedule")},
+    "generalist-ablation-no-augmentation": {"augment": 0.0},
+}
+for _name, _changes in ABLATION_RECIPES.items():
+    RECIPES.add(_name, lambda name=_name, changes=_changes: GeneralistRecipe(name=name, **changes))
 RECIPES.add(
     "tiny-generalist",
     lambda: GeneralistRecipe(

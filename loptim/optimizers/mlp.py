@@ -47,10 +47,13 @@ class MLPConfig:
     chunk: int = 8192  # unused since the fused kernel (loptim/kernels); kept so that older weight cards load
     design: str = "metz2019"  # "metz2019" (the paper) | "generalist" (loptim.optimizers.mlp_generalist)
     nominal_lr: float = 1e-3  # generalist: the Adam step the network corrects (Adam's default learning rate)
+    ablation: str | None = None  # generalist: one of mlp_generalist.ABLATIONS (issue 16's ablation table), or None
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"MLPConfig.design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+        if self.ablation is not None and (self.design != "generalist" or self.ablation not in generalist.ABLATIONS):
+            raise ValueError(f"MLPConfig.ablation applies to the generalist design: one of {generalist.ABLATIONS}")
 
     def build(self, generator: torch.Generator | None = None) -> MLPOptimizerNet:
         """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
@@ -118,7 +121,8 @@ class MLPOptimizerNet(nn.Module):
     ) -> tuple[Tensor, State]:
         """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure."""
         if self.config.design == "generalist":
-            return generalist.update(meta_params, state, grad, param, sizes, step, total_steps, self.config.nominal_lr)
+            return generalist.update(meta_params, state, grad, param, sizes, step, total_steps, self.config.nominal_lr,
+                                     self.config.ablation)  # fmt: skip
         momenta, rms = accumulate(state["momenta"], state["rms"], grad)
         features = coordinate_features(grad, param, momenta, rms, segment_ids(sizes), sizes)
         bias1 = meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype, grad.device)

@@ -29,6 +29,11 @@ NUM_FEATURES = 2 + 2 * len(DECAYS) + 1  # g, p, momenta, g and momenta over sqrt
 NUM_PROGRESS = 8
 NUM_TENSOR_FEATURES = 1  # log RMS of the tensor's parameters
 LOG_STEP_RANGE = (-7.0, 4.0)
+# Ablations of the design (issue 16's ablation table), each removing one of the later fixes:
+# "normalization": raw features (no per-tensor RMS normalization, no Adam-normalized inputs) and no nominal Adam
+#   term: the network's d alone is the direction, as in Metz 2019;
+# "schedule": no progress features and no schedule head (h_t = 0).
+ABLATIONS = ("normalization", "schedule")
 
 
 def progress_features(step: int, total_steps: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -71,9 +76,10 @@ def update(
     step: int,
     total_steps: int,
     nominal_lr: float,
+    ablation: str | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure and
-    differentiable in meta_params (the one implementation of the generalist update)."""
+    differentiable in meta_params (the one implementation of the generalist update). `ablation`: see ABLATIONS."""
     dtype, device = grad.dtype, grad.device
     decays = torch.tensor(DECAYS, dtype=dtype, device=device).unsqueeze(1)
     momenta = decays * state["momenta"] + (1.0 - decays) * grad
@@ -81,10 +87,18 @@ def update(
     t = step + 1
     inverse = 1.0 / (torch.sqrt(rms / (1.0 - RMS_DECAY**t)) + ADAM_EPS)
     nominal = momenta[0] / (1.0 - DECAYS[0] ** t) * inverse
-    raw = torch.cat((grad.unsqueeze(0), param.unsqueeze(0), momenta, grad.unsqueeze(0) * inverse, momenta * inverse))
-    features = normalize_per_tensor(raw, None, sizes)
+    if ablation == "normalization":  # Adam-normalized inputs zeroed (the same meta-parameter shapes), no RMS scaling
+        zeros = torch.zeros((1 + len(DECAYS), grad.shape[0]), dtype=dtype, device=device)
+        features = torch.cat((grad.unsqueeze(0), param.unsqueeze(0), momenta, zeros))
+        nominal = torch.zeros_like(nominal)
+    else:
+        raw = torch.cat((grad.unsqueeze(0), param.unsqueeze(0), momenta, grad.unsqueeze(0) * inverse,
+                         momenta * inverse))  # fmt: skip
+        features = normalize_per_tensor(raw, None, sizes)
     log_rms = 0.5 * torch.log(per_tensor_mean_square(param.unsqueeze(0), None, sizes) + NORMALIZER_EPS)  # (1, T)
     progress = progress_features(step, total_steps, dtype, device)
+    if ablation == "schedule":
+        progress = torch.zeros_like(progress)
     bias1 = meta_params["b1"] + meta_params["w1_time"] @ progress  # (H,)
     tensor_bias = meta_params["w1_tensor"] @ log_rms  # (H, T)
     counts = torch.tensor(sizes, device=device)

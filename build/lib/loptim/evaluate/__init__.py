@@ -1,0 +1,1 @@
+"""How any optimizer is judged: harness, tuning, speedup metric, results and plots."""

@@ -1,0 +1,480 @@
+// The learned updates as fused CPU kernels: the per-coordinate MLP of loptim's MLP optimizer (both designs) and
+// the coordinate-wise LSTM of the L2L optimizer. Built at first use by loptim/kernels/__init__.py
+// (g++ -O3 -march=native -fopenmp); float32 only.
+//
+// MLP. The reference is the pure PyTorch update (MLPOptimizerNet.step_flat in loptim/optimizers/mlp.py, and
+// update in mlp_generalist.py). Two passes over tiles of 64 coordinates that never straddle two tensors: pass 1
+// advances the accumulators in place and sums each raw feature's square per tensor (per thread, then reduced);
+// pass 2 recomputes the raw features from the new state, multiplies them into the first layer with the per-tensor
+// normalizer folded into its weights, and runs the rest of the network on the tile in registers and L1.
+// LSTM. The reference is LSTMOptimizerNet.step_flat (loptim/optimizers/lstm.py): per tile of 32 coordinates, the
+// preprocessed gradient and both layers' gates, activations and state updates stay in L1; the state (units, N) is
+// read and written in place once.
+// Elementwise code is written on 8-float vectors (GCC vector extensions) so that it vectorizes without
+// -ffast-math; tests/test_kernels.py checks both kernels against their references to float tolerance.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+
+inline v8 splat(float s) { return v8{s, s, s, s, s, s, s, s}; }
+inline v8 load(const float* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
+inline v8 vmax(v8 a, v8 b) { return a > b ? a : b; }
+inline v8 vmin(v8 a, v8 b) { return a < b ? a : b; }
+inline v8 vsqrt(v8 x) {
+  v8 y;
+  for (int k = 0; k < 8; ++k) y[k] = __builtin_sqrtf(x[k]);  // vsqrtps
+  return y;
+}
+
+// exp(x) for x clamped to [-87, 88]: 2^n p(r), Cephes' expf polynomial. Relative error ~2e-7.
+inline v8 vexp(v8 x) {
+  x = vmin(vmax(x, splat(-87.0f)), splat(88.0f));
+  const v8 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const v8 r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  v8 p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const vi8 bits = (__builtin_convertvector(n, vi8) + 127) << 23;
+  return p * reinterpret_cast<const v8&>(bits);
+}
+
+// log(x) for normal x > 0: x = 2^e m, m in [sqrt(1/2), sqrt(2)), Cephes' logf polynomial.
+inline v8 vlog(v8 x) {
+  vi8 bits = reinterpret_cast<const vi8&>(x);
+  vi8 e = ((bits >> 23) & 0xff) - 126;
+  bits = (bits & 0x007fffff) | 0x3f000000;  // m in [0.5, 1)
+  v8 m = reinterpret_cast<const v8&>(bits);
+  const vi8 small = m < 0.707106781186547524f;  // -1 where true
+  m = small ? m + m : m;
+  e = e + small;
+  m = m - 1.0f;
+  const v8 z = m * m;
+  v8 y = splat(7.0376836292e-2f);
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  const v8 fe = __builtin_convertvector(e, v8);
+  y = y - 2.12194440e-4f * fe - 0.5f * z;
+  return m + y + 0.693359375f * fe;
+}
+
+// 1 / x: on x86 the 12-bit reciprocal estimate and one Newton step (~23 bits), cheaper than a division.
+inline v8 vrcp(v8 x) {
+#if defined(__AVX__)
+  const v8 r = __builtin_ia32_rcpps256(x);
+  return r * (2.0f - x * r);
+#else
+  return 1.0f / x;
+#endif
+}
+
+// exp(x) for the sigmoid: 2^(x log2 e) = 2^n 2^r, r in [-1/2, 1/2], 2^r by Cephes' exp2f polynomial (relative
+// error ~2e-7); fewer operations than vexp, whose cost dominates the LSTM's 200 activations per coordinate.
+inline v8 vexp_sigmoid(v8 x) {
+#if defined(__AVX__)
+  const v8 t = __builtin_ia32_minps256(__builtin_ia32_maxps256(x * 1.44269504088896341f, splat(-126.0f)),
+                                       splat(126.0f));
+  const v8 n = __builtin_ia32_roundps256(t, 0);  // to nearest
+#else
+  const v8 t = vmin(vmax(x * 1.44269504088896341f, splat(-126.0f)), splat(126.0f));
+  const v8 n = (t + 12582912.0f) - 12582912.0f;
+#endif
+  const v8 r = t - n;
+  v8 p = splat(1.535336188319500e-4f);
+  p = p * r + 1.339887440266574e-3f;
+  p = p * r + 9.618437357674640e-3f;
+  p = p * r + 5.550332471162809e-2f;
+  p = p * r + 2.402264791363012e-1f;
+  p = p * r + 6.931472028550421e-1f;
+  p = p * r + 1.0f;
+  const vi8 bits = (__builtin_convertvector(n, vi8) + 127) << 23;
+  return p * reinterpret_cast<const v8&>(bits);
+}
+
+inline v8 vsigmoid(v8 z) { return vrcp(1.0f + vexp_sigmoid(-z)); }
+
+// One dense layer over a tile of T coordinates: out[j][c] = act(bias[j] + sum_i w[j][i] in[i][c]).
+// Register blocking: JB output units x VB vectors stay in ymm registers across the input loop (3 x 4 = 12 of the
+// 16), so each FMA takes one operand from L1 and the rest from registers.
+template <int T, int I, int JB, int VB, bool Relu>
+inline void block(const float* __restrict w, const float* __restrict bias, const v8* __restrict in,
+                  v8* __restrict out, int j0, int v0) {
+  constexpr int V = T / 8;
+  v8 acc[JB][VB];
+#pragma GCC unroll 16
+  for (int a = 0; a < JB; ++a) {
+#pragma GCC unroll 16
+    for (int b = 0; b < VB; ++b) acc[a][b] = splat(bias[j0 + a]);
+  }
+  for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 16
+    for (int a = 0; a < JB; ++a) {
+      const v8 wa = splat(w[(j0 + a) * I + i]);
+#pragma GCC unroll 16
+      for (int b = 0; b < VB; ++b) acc[a][b] += wa * in[i * V + v0 + b];
+    }
+  }
+#pragma GCC unroll 16
+  for (int a = 0; a < JB; ++a) {
+#pragma GCC unroll 16
+    for (int b = 0; b < VB; ++b) out[(j0 + a) * V + v0 + b] = Relu ? vmax(acc[a][b], v8{}) : acc[a][b];
+  }
+}
+
+template <int T, int I, int J, bool Relu>
+inline void layer(const float* __restrict w, const float* __restrict bias, const v8* __restrict in,
+                  v8* __restrict out) {
+  constexpr int V = T / 8, JB = 3, VB = 4, REST = J % JB;
+  static_assert(V % VB == 0, "the tile must be a multiple of 32 coordinates");
+  for (int v0 = 0; v0 < V; v0 += VB) {
+    for (int j0 = 0; j0 + JB <= J; j0 += JB) block<T, I, JB, VB, Relu>(w, bias, in, out, j0, v0);
+    if constexpr (REST > 0) block<T, I, REST, VB, Relu>(w, bias, in, out, J - REST, v0);
+  }
+}
+
+// Copy `width` floats of row `src` into a zero-padded tile row of T, and back.
+template <int T>
+inline void gather(const float* __restrict src, int width, float* __restrict dst) {
+  if (width == T) {
+    std::memcpy(dst, src, sizeof(float) * T);
+  } else {
+    std::memcpy(dst, src, sizeof(float) * width);
+    std::memset(dst + width, 0, sizeof(float) * (T - width));
+  }
+}
+
+// ---- MLP ----------------------------------------------------------------------------------------------------------
+constexpr int TILE = 64;
+constexpr int V = TILE / 8;
+
+// The tile's state: gradient, parameter, K momenta and the second moment, zero-padded to TILE coordinates.
+template <int K>
+struct Tile {
+  alignas(32) float g[TILE], p[TILE], m[K][TILE], v[TILE];
+
+  void read(const float* grad, const float* param, const float* momenta, const float* rms, int64_t n, int64_t lo,
+            int width) {
+    gather<TILE>(grad + lo, width, g);
+    gather<TILE>(param + lo, width, p);
+    for (int k = 0; k < K; ++k) gather<TILE>(momenta + k * n + lo, width, m[k]);
+    gather<TILE>(rms + lo, width, v);
+  }
+  void write_state(float* momenta, float* rms, int64_t n, int64_t lo, int width) const {
+    for (int k = 0; k < K; ++k) std::memcpy(momenta + k * n + lo, m[k], sizeof(float) * width);
+    std::memcpy(rms + lo, v, sizeof(float) * width);
+  }
+  // m_k <- b_k m_k + (1 - b_k) g; v <- b v + (1 - b) g^2
+  void advance(const float* decay, float rms_decay) {
+    for (int b = 0; b < V; ++b) {
+      const v8 gv = load(g + 8 * b);
+      for (int k = 0; k < K; ++k) store(m[k] + 8 * b, decay[k] * load(m[k] + 8 * b) + (1.0f - decay[k]) * gv);
+      store(v + 8 * b, rms_decay * load(v + 8 * b) + (1.0f - rms_decay) * gv * gv);
+    }
+  }
+};
+
+// Metz 2019: 6 momenta, 10 features (g, p, momenta, g rsqrt(v + eps), m_0.9 rsqrt(v + eps)),
+// update -step_mult d exp(exp_mult m).
+struct Metz {
+  static constexpr int K = 6;
+  static constexpr int F = 10;
+  float decay[K];
+  float rms_decay, rsqrt_eps, step_mult, exp_mult;
+
+  void features(const Tile<K>& t, v8* x) const {
+    for (int b = 0; b < V; ++b) {
+      const v8 g = load(t.g + 8 * b);
+      const v8 r = 1.0f / vsqrt(load(t.v + 8 * b) + rsqrt_eps);
+      x[0 * V + b] = g;
+      x[1 * V + b] = load(t.p + 8 * b);
+      for (int k = 0; k < K; ++k) x[(2 + k) * V + b] = load(t.m[k] + 8 * b);
+      x[8 * V + b] = g * r;
+      x[9 * V + b] = load(t.m[2] + 8 * b) * r;  // the 0.9 momentum
+    }
+  }
+  v8 delta(v8 d, v8 m, const Tile<K>&, int) const { return -step_mult * d * vexp(exp_mult * m); }
+};
+
+// The generalist design: 3 momenta and Adam's v, 9 features, a nominal Adam step the network corrects.
+struct Generalist {
+  static constexpr int K = 3;
+  static constexpr int F = 9;
+  float decay[K];
+  float rms_decay, adam_eps, bias1, bias2, nominal_lr, schedule, log_lo, log_hi;
+
+  v8 inverse(const Tile<K>& t, int b) const { return 1.0f / (vsqrt(load(t.v + 8 * b) / bias2) + adam_eps); }
+  void features(const Tile<K>& t, v8* x) const {
+    for (int b = 0; b < V; ++b) {
+      const v8 inv = inverse(t, b), g = load(t.g + 8 * b);
+      x[0 * V + b] = g;
+      x[1 * V + b] = load(t.p + 8 * b);
+      for (int k = 0; k < K; ++k) x[(2 + k) * V + b] = load(t.m[k] + 8 * b);
+      x[5 * V + b] = g * inv;
+      for (int k = 0; k < K; ++k) x[(6 + k) * V + b] = load(t.m[k] + 8 * b) * inv;
+    }
+  }
+  v8 delta(v8 d, v8 s, const Tile<K>& t, int b) const {
+    const v8 nominal = load(t.m[0] + 8 * b) / bias1 * inverse(t, b);
+    const v8 log_step = vmin(vmax(schedule + s, splat(log_lo)), splat(log_hi));
+    return -nominal_lr * vexp(log_step) * (nominal + d);
+  }
+};
+
+struct Tiles {
+  std::vector<int64_t> start, end, owner;
+};
+
+Tiles make_tiles(const int64_t* offsets, int64_t n_tensors) {
+  Tiles tiles;
+  for (int64_t t = 0; t < n_tensors; ++t) {
+    for (int64_t lo = offsets[t]; lo < offsets[t + 1]; lo += TILE) {
+      tiles.start.push_back(lo);
+      tiles.end.push_back(std::min(lo + TILE, offsets[t + 1]));
+      tiles.owner.push_back(t);
+    }
+  }
+  return tiles;
+}
+
+// The whole MLP update. w1 (H, F), w2 (H, H), w3 (2, H); b1 (H,) already holds the per-step bias (time features);
+// w1_tensor (H,) or null multiplies log RMS(param) of the tensor (generalist). Returns 0, or -1 on a bad thread count.
+template <class D, int H>
+int mlp_run(const D& design, int64_t n, int64_t n_tensors, const int64_t* offsets, const float* grad,
+            const float* param, float* momenta, float* rms, float* out, const float* w1, const float* b1,
+            const float* w1_tensor, const float* w2, const float* b2, const float* w3, const float* b3,
+            float normalizer_eps, int threads) {
+  constexpr int F = D::F, K = D::K;
+  if (threads < 1) return -1;
+  const Tiles tiles = make_tiles(offsets, n_tensors);
+  const int64_t n_tiles = static_cast<int64_t>(tiles.start.size());
+  std::vector<double> sums(static_cast<size_t>(threads) * n_tensors * F, 0.0);
+
+#pragma omp parallel num_threads(threads)
+  {
+    double* mine = sums.data() + static_cast<size_t>(omp_get_thread_num()) * n_tensors * F;
+    Tile<K> tile;
+    alignas(32) v8 x[F * V];
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < n_tiles; ++k) {
+      const int64_t lo = tiles.start[k];
+      const int width = static_cast<int>(tiles.end[k] - lo);
+      tile.read(grad, param, momenta, rms, n, lo, width);
+      tile.advance(design.decay, design.rms_decay);
+      tile.write_state(momenta, rms, n, lo, width);
+      design.features(tile, x);  // zero-padded coordinates give zero features
+      double* acc = mine + tiles.owner[k] * F;
+      for (int f = 0; f < F; ++f) {
+        v8 s{};
+        for (int b = 0; b < V; ++b) s += x[f * V + b] * x[f * V + b];
+        float total = 0.0f;
+        for (int l = 0; l < 8; ++l) total += s[l];
+        acc[f] += total;
+      }
+    }
+  }
+
+  // Fold each tensor's normalizer rsqrt(mean(x_f^2) + eps) into the first layer's columns.
+  std::vector<float> w1f(static_cast<size_t>(n_tensors) * H * F), b1f(static_cast<size_t>(n_tensors) * H);
+  for (int64_t t = 0; t < n_tensors; ++t) {
+    const double size = static_cast<double>(offsets[t + 1] - offsets[t]);
+    float scale[F];
+    float mean_sq_param = 0.0f;
+    for (int f = 0; f < F; ++f) {
+      double total = 0.0;
+      for (int r = 0; r < threads; ++r) total += sums[(static_cast<size_t>(r) * n_tensors + t) * F + f];
+      scale[f] = 1.0f / std::sqrt(static_cast<float>(total / size) + normalizer_eps);
+      if (f == 1) mean_sq_param = static_cast<float>(total / size);
+    }
+    const float log_rms = w1_tensor ? 0.5f * std::log(mean_sq_param + normalizer_eps) : 0.0f;
+    for (int j = 0; j < H; ++j) {
+      for (int f = 0; f < F; ++f) w1f[(t * H + j) * F + f] = w1[j * F + f] * scale[f];
+      b1f[t * H + j] = b1[j] + (w1_tensor ? w1_tensor[j] * log_rms : 0.0f);
+    }
+  }
+
+#pragma omp parallel num_threads(threads)
+  {
+    Tile<K> tile;
+    alignas(32) v8 x[F * V], h1[H * V], h2[H * V], o[2 * V];
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < n_tiles; ++k) {
+      const int64_t lo = tiles.start[k], t = tiles.owner[k];
+      const int width = static_cast<int>(tiles.end[k] - lo);
+      tile.read(grad, param, momenta, rms, n, lo, width);
+      design.features(tile, x);
+      layer<TILE, F, H, true>(w1f.data() + t * H * F, b1f.data() + t * H, x, h1);
+      layer<TILE, H, H, true>(w2, b2, h1, h2);
+      layer<TILE, H, 2, false>(w3, b3, h2, o);
+      alignas(32) float delta[TILE];
+      for (int b = 0; b < V; ++b) store(delta + 8 * b, design.delta(o[b], o[V + b], tile, b));
+      std::memcpy(out + lo, delta, sizeof(float) * width);
+    }
+  }
+  return 0;
+}
+
+template <class D>
+int mlp_dispatch(const D& design, int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets,
+                 const float* grad, const float* param, float* momenta, float* rms, float* out, const float* w1,
+                 const float* b1, const float* w1_tensor, const float* w2, const float* b2, const float* w3,
+                 const float* b3, float eps, int threads) {
+#define LOPTIM_MLP_CASE(H)                                                                                      \
+  case H:                                                                                                       \
+    return mlp_run<D, H>(design, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1, w1_tensor, w2, \
+                         b2, w3, b3, eps, threads);
+  switch (hidden) {
+    LOPTIM_MLP_CASE(4)
+    LOPTIM_MLP_CASE(8)
+    LOPTIM_MLP_CASE(16)
+    LOPTIM_MLP_CASE(32)
+    default:
+      return -2;  // no kernel for this width: the caller falls back to the reference
+  }
+#undef LOPTIM_MLP_CASE
+}
+
+// ---- LSTM: two layers of U units; gate rows input, forget, output, cell input (x2: tanh z = 2 s(2z) - 1) --------
+constexpr int LSTM_TILE = 32;  // the 80 gates of a tile, both inputs and both cell states fit L1 (32 KB)
+constexpr int LV = LSTM_TILE / 8;
+
+// Gates (4U, T) -> new cell state (in place in c, U x T) and hidden state h (U x T). In phases over the whole tile
+// (all sigmoids, then the cells, then their tanh) so that the long exp chains of independent vectors overlap.
+template <int U>
+inline void lstm_cell(v8* __restrict gates, v8* __restrict c, v8* __restrict h) {
+  for (int k = 0; k < 4 * U * LV; ++k) gates[k] = vsigmoid(gates[k]);
+  for (int k = 0; k < U * LV; ++k) {
+    const v8 i = gates[k], f = gates[U * LV + k], g = 2.0f * gates[3 * U * LV + k] - 1.0f;
+    c[k] = f * c[k] + i * g;
+    h[k] = vsigmoid(2.0f * c[k]);
+  }
+  for (int k = 0; k < U * LV; ++k) h[k] = gates[2 * U * LV + k] * (2.0f * h[k] - 1.0f);
+}
+
+// One step for N coordinates, state (U, N) each, updated in place; weights in the layout of lstm._scaled
+// (cell-input rows x2): w1 (4U, 2 + U), w2 (4U, 2U), biases (4U,), wout (U,), bout (1,).
+template <int U>
+int lstm_run(int64_t n, const float* grad, float* h1, float* c1, float* h2, float* c2, float* out, const float* w1,
+             const float* b1, const float* w2, const float* b2, const float* wout, const float* bout, float p,
+             float output_scale, int threads) {
+  constexpr int T = LSTM_TILE;
+  if (threads < 1) return -1;
+  const int64_t n_tiles = (n + T - 1) / T;
+  const float threshold = std::exp(-p), inverse_p = 1.0f / p, scale_small = std::exp(p);
+#pragma omp parallel num_threads(threads)
+  {
+    alignas(32) v8 in1[(2 + U) * LV], in2[2 * U * LV], gates[4 * U * LV], c1t[U * LV], c2t[U * LV];
+    alignas(32) float g[T], delta[T];
+    float* in1f = reinterpret_cast<float*>(in1);
+    float* in2f = reinterpret_cast<float*>(in2);
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < n_tiles; ++k) {
+      const int64_t lo = k * T;
+      const int width = static_cast<int>(std::min<int64_t>(T, n - lo));
+      gather<T>(grad + lo, width, g);
+      for (int b = 0; b < LV; ++b) {  // Appendix A preprocessing: (log|g| / p, sign g) or (-1, e^p g)
+        const v8 gv = load(g + 8 * b);
+        const v8 a = vmax(gv, -gv);
+        const vi8 large = a >= threshold;
+        const v8 sign = (gv > 0.0f ? splat(1.0f) : v8{}) - (gv < 0.0f ? splat(1.0f) : v8{});
+        in1[b] = large ? vlog(vmax(a, splat(threshold))) * inverse_p : splat(-1.0f);
+        in1[LV + b] = large ? sign : gv * scale_small;
+      }
+      for (int u = 0; u < U; ++u) {
+        gather<T>(h1 + u * n + lo, width, in1f + (2 + u) * T);
+        gather<T>(h2 + u * n + lo, width, in2f + (U + u) * T);
+        gather<T>(c1 + u * n + lo, width, reinterpret_cast<float*>(c1t) + u * T);
+        gather<T>(c2 + u * n + lo, width, reinterpret_cast<float*>(c2t) + u * T);
+      }
+      layer<T, 2 + U, 4 * U, false>(w1, b1, in1, gates);
+      lstm_cell<U>(gates, c1t, in2);  // the new h1 is the second layer's input
+      layer<T, 2 * U, 4 * U, false>(w2, b2, in2, gates);
+      lstm_cell<U>(gates, c2t, in1);  // the new h2, in the first U rows of in1
+      for (int u = 0; u < U; ++u) {
+        std::memcpy(h1 + u * n + lo, in2f + u * T, sizeof(float) * width);
+        std::memcpy(c1 + u * n + lo, reinterpret_cast<float*>(c1t) + u * T, sizeof(float) * width);
+        std::memcpy(h2 + u * n + lo, in1f + u * T, sizeof(float) * width);
+        std::memcpy(c2 + u * n + lo, reinterpret_cast<float*>(c2t) + u * T, sizeof(float) * width);
+      }
+      for (int b = 0; b < LV; ++b) {
+        v8 acc = splat(bout[0]);
+        for (int u = 0; u < U; ++u) acc += wout[u] * in1[u * LV + b];
+        store(delta + 8 * b, output_scale * acc);
+      }
+      std::memcpy(out + lo, delta, sizeof(float) * width);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+// hyper: momentum decays (6), rms decay, rsqrt eps, step_mult, exp_mult.
+int loptim_mlp_metz(int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets, const float* grad,
+                    const float* param, float* momenta, float* rms, float* out, const float* w1, const float* b1,
+                    const float* w2, const float* b2, const float* w3, const float* b3, const float* hyper,
+                    float normalizer_eps, int threads) {
+  Metz design{};
+  for (int k = 0; k < Metz::K; ++k) design.decay[k] = hyper[k];
+  design.rms_decay = hyper[6];
+  design.rsqrt_eps = hyper[7];
+  design.step_mult = hyper[8];
+  design.exp_mult = hyper[9];
+  return mlp_dispatch(design, hidden, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1, nullptr, w2,
+                      b2, w3, b3, normalizer_eps, threads);
+}
+
+// hyper: momentum decays (3), rms decay, adam eps, 1 - beta1^t, 1 - beta2^t, nominal lr, schedule (the head's
+// output this step), log step range (lo, hi).
+int loptim_mlp_generalist(int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets, const float* grad,
+                          const float* param, float* momenta, float* rms, float* out, const float* w1,
+                          const float* b1, const float* w1_tensor, const float* w2, const float* b2, const float* w3,
+                          const float* b3, const float* hyper, float normalizer_eps, int threads) {
+  Generalist design{};
+  for (int k = 0; k < Generalist::K; ++k) design.decay[k] = hyper[k];
+  design.rms_decay = hyper[3];
+  design.adam_eps = hyper[4];
+  design.bias1 = hyper[5];
+  design.bias2 = hyper[6];
+  design.nominal_lr = hyper[7];
+  design.schedule = hyper[8];
+  design.log_lo = hyper[9];
+  design.log_hi = hyper[10];
+  return mlp_dispatch(design, hidden, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1, w1_tensor, w2,
+                      b2, w3, b3, normalizer_eps, threads);
+}
+
+// The L2L LSTM update with log-sign preprocessing (p) and U = hidden units (20, as in the paper; others: -2).
+int loptim_lstm(int hidden, int64_t n, const float* grad, float* h1, float* c1, float* h2, float* c2, float* out,
+                const float* w1, const float* b1, const float* w2, const float* b2, const float* wout,
+                const float* bout, float p, float output_scale, int threads) {
+  if (hidden != 20) return -2;
+  return lstm_run<20>(n, grad, h1, c1, h2, c2, out, w1, b1, w2, b2, wout, bout, p, output_scale, threads);
+}
+
+}  // extern "C"

@@ -1,0 +1,1 @@
+"""How learned optimizers are trained: unrolls, gradient estimators, the outer trainer."""

@@ -1,0 +1,409 @@
+"""Meta-training recipes by name: frozen configurations whose exact command and seed go into the weights' card."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from loptim.meta.curriculum import TruncationCurriculum
+from loptim.meta.estimators import SmoothedEstimator, TruncatedBackprop
+from loptim.meta.parts import (
+    CarriedRuns,
+    FinalTrainLoss,
+    FinalValidLoss,
+    FixedTruncation,
+    FreshRuns,
+    LogRatioToAdam,
+    OneTask,
+    OuterOptimizer,
+    Parts,
+    UniformTruncation,
+    family_tasks,
+    mixture_tasks,
+)
+from loptim.meta.pes import PES
+from loptim.meta.ppo import PPOConfig
+from loptim.meta.unroll import MetaObjective
+from loptim.optimizers.lhopt.actions import ACTION_HEADS, DEFAULT_NOOP_BIAS
+from loptim.optimizers.lhopt.inner import PUBLISHED, InnerConfig
+from loptim.optimizers.lstm import LSTMConfig
+from loptim.optimizers.mlp import MLPConfig, generalist_config
+from loptim.registry import Registry
+
+
+@dataclass(frozen=True)
+class L2LRecipe:
+    """Truncated-BPTT meta-training of the LSTM optimizer (Andrychowicz et al. 2016, Sec. 3 and official code).
+
+    One epoch = one inner run of `horizon` steps split into truncations of `truncation` steps, one Adam update of
+    the meta-parameters per truncation (official code: 100 steps, unrolls of 20). The best checkpoint by mean
+    final training loss on held-out initializations (seeds never used by `loptim bench`) is kept, as the official
+    code evaluates every so often and keeps the best.
+    """
+
+    name: str
+    task: str
+    horizon: int = 100
+    truncation: int = 20
+    epochs: int = 1000
+    meta_lr: float = 3e-3  # paper: random search; official code 1e-3; 3e-3: docs/design.md, L2L deviations
+    clip_norm: float = 1.0  # not in the paper: clipping the meta-gradient at norm 1 kept the probe run stable
+    eval_every: int = 25
+    eval_runs: int = 8
+    seed: int = 0
+    core: LSTMConfig = field(default_factory=LSTMConfig)
+    meta_batch: int = 1  # inner runs per epoch, in lockstep, gradients averaged (the paper: 1); split across ranks
+
+    def __post_init__(self) -> None:
+        if min(self.horizon, self.truncation, self.epochs, self.eval_every, self.eval_runs, self.meta_batch) < 1:
+            raise ValueError(f"horizon, truncation, epochs, eval_every, eval_runs, meta_batch must be >= 1 in {self}")
+
+    def parts(self) -> Parts:
+        return Parts(
+            core=self.core,
+            tasks=OneTask(self.task, self.horizon),
+            estimator=TruncatedBackprop(),
+            schedule=FixedTruncation(self.truncation),
+            runs=FreshRuns(self.meta_batch),
+            score=FinalTrainLoss(self.eval_runs),
+            outer=OuterOptimizer(self.meta_lr, 0.9, self.clip_norm),
+            card={
+                "optimizer": "lstm (Andrychowicz et al. 2016)",
+                "meta_trained_on": [self.task],
+                "selection_score": {"runs": self.eval_runs},
+            },
+        )
+
+
+@dataclass(frozen=True)
+class MetzRecipe:
+    """Meta-training of the per-parameter MLP optimizer (Metz et al. 2019, Sec. 4-5), scaled to 2 CPU cores.
+
+    One epoch = one outer step: `unrolls` inner runs (tasks sampled from `family`, each of its sampled length,
+    carried across epochs and restarted when they end) each advance by one truncation whose length follows the
+    curriculum; the estimator turns those truncations into one meta-gradient. Paper: sigma 0.01, validation
+    objective clipped at 10, Adam with beta1 0.5 as the outer optimizer; lr 1e-3 here (paper's 1e-5 suits its
+    far longer meta-training), meta-gradient clipped at norm `clip_norm`.
+    """
+
+    name: str
+    family: str = "mnist-mix"
+    inner_steps: tuple[int, int] = (100, 600)
+    unrolls: int = 4
+    estimator: str = "combined"  # "combined" | "rp" | "es" (loptim.meta.estimators.SmoothedEstimator) | "backprop"
+    sigma: float = 0.01
+    objective: str = "valid"  # "valid" | "train"
+    loss_clip: float | None = 10.0  # per-step min(L, 10) of the official code
+    second_order: bool = False  # True: backprop through the inner gradients too (docs/design.md, performance facts)
+    curriculum: TruncationCurriculum = field(default_factory=lambda: TruncationCurriculum(10, 25, 300))
+    epochs: int = 600
+    meta_lr: float = 1e-3
+    meta_beta1: float = 0.5
+    clip_norm: float = 1.0
+    eval_every: int = 50
+    eval_tasks: int = 4
+    seed: int = 0
+    core: MLPConfig | LSTMConfig = field(default_factory=MLPConfig)  # any core: `lstm-es-quadratic` uses the LSTM
+
+    def parts(self) -> Parts:
+        estimator = (
+            TruncatedBackprop(self.meta_objective, self.second_order)
+            if self.estimator == "backprop"
+            else SmoothedEstimator(self.estimator, self.sigma, self.meta_objective, self.second_order)
+        )
+        return Parts(
+            core=self.core,
+            tasks=family_tasks(self.family, self.inner_steps, keep=4 * self.unrolls),
+            estimator=estimator,
+            schedule=self.curriculum,
+            runs=CarriedRuns(self.unrolls),
+            score=FinalValidLoss(self.eval_tasks),
+            outer=OuterOptimizer(self.meta_lr, self.meta_beta1, self.clip_norm),
+            card={
+                "optimizer": f"{self.core.kind} (Metz et al. 2019)",
+                "meta_trained_on": [
+                    f"family {self.family}, {self.inner_steps[0]}-{self.inner_steps[1]} steps, train split"
+                ],
+                "selection_score": {"tasks": self.eval_tasks},
+            },
+        )
+
+    @property
+    def meta_objective(self) -> MetaObjective:
+        return MetaObjective(self.objective, self.loss_clip, "mean")
+
+
+@dataclass(frozen=True)
+class LHOPTRecipe:
+    """PPO meta-training of LHOPT's policy (Almeida et al. 2021; docs/design.md, LHOPT), scaled to 2 CPU cores.
+
+    One epoch (a PPO iteration) = `rollouts` episodes, each a whole inner run of a task drawn from `families`
+    (names in loptim.meta.lhopt_families.TRAIN_FAMILIES, with weights) of a log-uniform length in `inner_steps`,
+    with `decisions` (log-uniform; the paper: 8-64) policy decisions and randomized initial hyperparameters,
+    then one `ppo_update`. Reward (docs/lhopt.md), against a `reference` run: "fixed" (the
+    episode's initial hyperparameters held) or "tuned" (plain AdamW, warm-up and cosine, at a learning rate swept
+    per family and length bucket: loptim.meta.lhopt_reference). The best checkpoint is chosen by the greedy
+    policy's mean reward on `eval_rollouts` fixed episodes, evaluated every `eval_every` epochs: episodes of the
+    training mixture on evaluation seeds, or, with `valid_families`, meta-validation episodes of task variants no
+    training entry draws (lhopt_rollout.meta_valid_spec).
+    """
+
+    name: str
+    families: tuple[tuple[str, float], ...] = (
+        ("noisy-quadratic", 1.0),
+        ("mnist-mlp", 1.0),
+        ("mnist-cnn", 1.0),
+        ("char-lm", 1.0),
+    )
+    inner_steps: tuple[int, int] = (48, 192)  # paper: 1-5 epochs of real data sets; short runs here
+    decisions: tuple[int, int] = (8, 64)  # docs/design.md, LHOPT (decisions); capped at steps // 2 per episode
+    rollouts: int = 16
+    workers: int = 2  # parallel episode processes (spawn, one torch thread each); 1 runs in-process
+    valid_batches: int = 8  # valid-split minibatches per episode, drawn once: the final loss behind the reward
+    observe_valid_batches: int = 1  # the first of them, evaluated before each decision (the policy's valid loss)
+    reward_clip: float = 3.0  # example config: reward clipped to [-3, 3]
+    epochs: int = 120
+    eval_every: int = 10
+    eval_rollouts: int = 8
+    seed: int = 0
+    hidden: int = 64  # example config 256; scaled down (loptim.optimizers.lhopt.policy.PolicyConfig)
+    # The config's lr 2e-4 moved the policy by approx-KL < 3e-4 per update (first run); 1e-3 by ~1e-3.
+    # Entropy bonus 1e-3 (config 1e-2): at 1e-2 the entropy rose every epoch (4.7 -> 5.6 in 15) and undid the
+    # no-op bias, while noisy advantages averaged out.
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(lr=2e-3, entropy_coef=1e-3))
+    inner: InnerConfig = PUBLISHED  # the published inner optimizer, as loptim.LHOPT uses by default
+    # Initial logit of each head's no-op, in ACTION_HEADS order (loptim.optimizers.lhopt.actions.DEFAULT_NOOP_BIAS).
+    noop_bias: tuple[float, ...] = DEFAULT_NOOP_BIAS
+    # Which action heads the policy steers (ACTION_HEADS names); the others always take their no-op.
+    controlled: tuple[str, ...] = ("lr", "weight_decay", "eps", "one_minus_beta1", "one_minus_beta2", "clip_ratio",
+                                   "restart")  # fmt: skip
+    reference: str = "fixed"  # "fixed" | "tuned" (the strong reference: docs/lhopt.md, Reward)
+    length_buckets: tuple[int, ...] = ()  # episode-length edges: one swept reference lr per family and bucket
+    warmup_fraction: float = 0.05  # the tuned reference's linear warm-up, then cosine to 0
+    sweep_lrs: tuple[float, ...] = (1e-3, 10**-2.5, 1e-2, 10**-1.5, 1e-1, 10**-0.5)  # half-decades, 1e-3..0.32
+    sweep_seeds: int = 3  # task variants (and initializations) per swept learning rate
+    valid_families: tuple[str, ...] = ()  # META_VALID_FAMILIES entries; empty: evaluate on the training mixture
+    valid_steps: tuple[int, ...] = (300, 1000)  # meta-validation lengths, cycled
+    valid_decisions: int = 32  # the shell's deployment default
+
+    def __post_init__(self) -> None:
+        from loptim.meta.lhopt_families import check_families
+
+        check_families(self.families)
+        for label, (low, high), floor in (("inner_steps", self.inner_steps, 2), ("decisions", self.decisions, 1)):
+            if not floor <= low <= high:
+                raise ValueError(f"{label} must be a range ({floor} <= low <= high), got {(low, high)}")
+        unknown = set(self.controlled) - {head.name for head in ACTION_HEADS}
+        if unknown or not self.controlled:
+            raise ValueError(
+                f"controlled must name action heads ({[h.name for h in ACTION_HEADS]}), got {self.controlled}"
+            )
+        if len(self.noop_bias) != len(ACTION_HEADS):
+            raise ValueError(f"noop_bias needs one value per action head ({len(ACTION_HEADS)}), got {self.noop_bias}")
+        from loptim.meta.lhopt_families import META_VALID_FAMILIES
+
+        if self.reference not in ("fixed", "tuned"):
+            raise ValueError(f"reference must be 'fixed' or 'tuned', got '{self.reference}'")
+        edges = self.length_buckets
+        if list(edges) != sorted(set(edges)) or any(not self.inner_steps[0] < e <= self.inner_steps[1] for e in edges):
+            raise ValueError(f"length_buckets must be ascending edges inside inner_steps {self.inner_steps}: {edges}")
+        unknown_valid = set(self.valid_families) - set(META_VALID_FAMILIES)
+        if unknown_valid:
+            raise ValueError(f"no meta-validation family {sorted(unknown_valid)}; known: {list(META_VALID_FAMILIES)}")
+        if not self.sweep_lrs or self.sweep_seeds < 1 or not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"sweep_lrs non-empty, sweep_seeds >= 1, 0 <= warmup_fraction < 1 in {self}")
+        sizes = (self.rollouts, self.workers, self.epochs, self.eval_every, self.eval_rollouts, self.hidden)
+        if min(sizes) < 1 or not 1 <= self.observe_valid_batches <= self.valid_batches:
+            raise ValueError(
+                f"rollouts, workers, epochs, eval_every, eval_rollouts, hidden must be >= 1 and "
+                f"1 <= observe_valid_batches <= valid_batches in {self}"
+            )
+
+
+@dataclass(frozen=True)
+class GeneralistRecipe:
+    """PES meta-training of the generalist design (docs/generalist.md), sized for CPU cores."""
+
+    name: str
+    # Meta-train data only (loptim/tasks/partition.py): tiny images, texts, tables and series, MNIST MLPs/CNNs,
+    # Moby-Dick transformers and noisy quadratics.
+    families: tuple[tuple[str, float], ...] = (
+        ("tiny-mixed", 4.0),
+        ("mnist-mix", 1.0),
+        ("char-lm", 1.0),
+        ("noisy-quadratic", 0.5),
+    )
+    augment: float = 0.5  # probability of a reparameterized task (Celo)
+    log10_scales: tuple[float, float] = (-1.0, 1.0)  # Celo: -3..3; narrowed while the design cannot see 1e3x
+    inner_steps: tuple[int, int] = (100, 1000)  # whole runs, log-uniform
+    truncation: tuple[int, int] = (25, 50)  # PES truncation length, uniform per outer step
+    slots: int = 8
+    sigma: float = 0.01
+    epochs: int = 100_000
+    # 3e-3 for the campaign's first 1,201 outer steps; 1e-3 since: the meta-valid score had stalled from step 500
+    # with a spike at 1,100 while the meta-gradient norm grew (campaigns/mlp-generalist/README.md).
+    meta_lr: float = 1e-3
+    meta_beta1: float = 0.9
+    clip_norm: float = 10.0
+    eval_every: int = 100
+    eval_tasks: tuple[str, ...] = ("spam-gru", "doctor-contacts-mlp")  # meta-valid data (tasks.suite.META_VALID_TASKS)
+    seed: int = 0
+    core: MLPConfig = field(default_factory=generalist_config)
+
+    def parts(self) -> Parts:
+        return Parts(
+            core=self.core,
+            tasks=mixture_tasks(
+                self.families, self.augment, self.log10_scales, self.inner_steps, self.name, keep=4 * self.slots
+            ),
+            estimator=PES(self.sigma),
+            schedule=UniformTruncation(*self.truncation),
+            runs=CarriedRuns(self.slots, in_checkpoint=False),  # a campaign checkpoint stays a few KB
+            score=LogRatioToAdam(self.eval_tasks),
+            outer=OuterOptimizer(self.meta_lr, self.meta_beta1, self.clip_norm),
+            card={
+                "optimizer": "mlp, generalist design (docs/generalist.md)",
+                "meta_trained_on": [f"mixture {self.families}, reparameterized with p={self.augment}"],
+                "selection_score": {"tasks": list(self.eval_tasks)},
+            },
+        )
+
+
+RECIPES: Registry[L2LRecipe | MetzRecipe | LHOPTRecipe | GeneralistRecipe] = Registry("recipe")
+RECIPES.add("lstm-mnist", lambda: L2LRecipe(name="lstm-mnist", task="mnist-mlp", epochs=600))
+# lstm-mnist with 2 inner runs per epoch (gradients averaged), so that 2 ranks split every epoch (torchrun
+# --nproc_per_node=2); the paper's setting is 1 run per meta-iteration.
+RECIPES.add("lstm-mnist-mb2", lambda: L2LRecipe(name="lstm-mnist-mb2", task="mnist-mlp", epochs=600, meta_batch=2))
+RECIPES.add("lstm-quadratic", lambda: L2LRecipe(name="lstm-quadratic", task="quadratic", epochs=300))
+RECIPES.add(
+    "tiny-quadratic",
+    lambda: L2LRecipe(
+        name="tiny-quadratic", task="quadratic", horizon=20, truncation=5, epochs=6, eval_every=3, eval_runs=2
+    ),
+)
+RECIPES.add("mlp-mnist", lambda: MetzRecipe(name="mlp-mnist"))
+# The same with a 3x larger meta learning rate: the output scale 0.001 * d makes weight growth the bottleneck of
+# short meta-training (the paper trains ~1000x longer at lr 1e-5).
+RECIPES.add("mlp-mnist-hot", lambda: MetzRecipe(name="mlp-mnist-hot", meta_lr=3e-3))
+RECIPES.add(
+    "tiny-metz",
+    lambda: MetzRecipe(
+        name="tiny-metz",
+        family="quadratic",
+        inner_steps=(8, 8),
+        unrolls=2,
+        loss_clip=None,
+        curriculum=TruncationCurriculum(start=3, end=5, grow_epochs=4),
+        epochs=6,
+        eval_every=3,
+        eval_tasks=1,
+    ),
+)
+# lhopt-small steers the learning rate only: with all seven heads, PPO's signal drowned on this budget (entropy
+# rose every epoch, the critic's explained variance stayed below 0, the greedy policy scored -0.33 at epoch 20).
+RECIPES.add("lhopt-small", lambda: LHOPTRecipe(name="lhopt-small", controlled=("lr",)))
+# lhopt-wide (campaigns/lhopt-wide/README.md): a strong reference (tuned AdamW, warm-up + cosine), episodes of
+# 200-2,000 steps with 16-32 decisions whatever the length, MLPs (1-3 layers of 16-256), CNNs, char LMs and noisy
+# quadratics on meta-train data, learning-rate head only (the curriculum of heads comes later), checkpoints chosen
+# on meta-validation variants. Sized by measured episode cost (campaigns/lhopt-wide/README.md).
+LHOPT_WIDE = LHOPTRecipe(
+    name="lhopt-wide",
+    families=(("noisy-quadratic", 1.0), ("mnist-mlp-wide", 2.0), ("mnist-cnn-wide", 2.0), ("char-lm-wide", 2.0)),
+    inner_steps=(200, 2000),
+    decisions=(16, 32),
+    rollouts=16,
+    epochs=2000,
+    eval_every=5,
+    eval_rollouts=8,
+    controlled=("lr",),
+    reference="tuned",
+    length_buckets=(632,),  # two buckets, 200-631 and 632-2000 steps (sweeps at 200 and 632)
+    valid_families=("valid/mnist-mlp-deep", "valid/mnist-cnn-6", "valid/char-lm-24", "valid/noisy-quadratic"),
+    valid_steps=(300, 1000),
+)
+RECIPES.add("lhopt-wide", lambda: LHOPT_WIDE)
+RECIPES.add(
+    "tiny-lhopt-wide",
+    lambda: dataclasses.replace(
+        LHOPT_WIDE,
+        name="tiny-lhopt-wide",
+        families=(("noisy-quadratic", 1.0),),
+        inner_steps=(16, 32),
+        decisions=(4, 6),
+        length_buckets=(24,),
+        sweep_lrs=(1e-2, 1e-1),
+        sweep_seeds=2,
+        rollouts=2,
+        workers=1,
+        epochs=3,
+        eval_every=2,
+        eval_rollouts=2,
+        valid_families=("valid/noisy-quadratic",),
+        valid_steps=(20, 30),
+        valid_decisions=4,
+        hidden=16,
+        ppo=PPOConfig(epochs=2, minibatch_trajectories=2),
+    ),
+)
+RECIPES.add(
+    "tiny-lhopt",
+    lambda: LHOPTRecipe(
+        name="tiny-lhopt",
+        families=(("noisy-quadratic", 1.0),),
+        inner_steps=(16, 24),
+        decisions=(4, 8),
+        rollouts=2,
+        workers=1,
+        epochs=3,
+        eval_every=2,
+        eval_rollouts=1,
+        hidden=16,
+        ppo=PPOConfig(epochs=2, minibatch_trajectories=2),
+    ),
+)
+# The LSTM core (L2L) meta-trained by antithetic ES (Metz et al. 2019, Sec. 3) on the L2L quadratic: a new
+# combination of parts, no new trainer code.
+RECIPES.add(
+    "lstm-es-quadratic",
+    lambda: MetzRecipe(
+        name="lstm-es-quadratic",
+        family="quadratic",
+        inner_steps=(100, 100),
+        unrolls=8,
+        estimator="es",
+        objective="train",
+        loss_clip=None,
+        curriculum=TruncationCurriculum(start=20, end=20, grow_epochs=1, jitter=0.0),
+        epochs=300,
+        meta_lr=3e-3,
+        core=LSTMConfig(),
+    ),
+)
+RECIPES.add("mlp-generalist", lambda: GeneralistRecipe(name="mlp-generalist"))
+# The ablation table of docs/generalist.md: each removes one fix, all on the same budget (`--max-minutes 60`, one
+# core) and seed, beside the full design retrained on that budget (`generalist-ablation-control`).
+ABLATION_RECIPES = {
+    "generalist-ablation-control": {},
+    "generalist-ablation-no-horizon": {"inner_steps": (25, 50)},  # runs as long as one truncation (25-50 steps)
+    "generalist-ablation-no-normalization": {
+        "core": MLPConfig(hidden=8, design="generalist", ablation="normalization")
+    },
+    "generalist-ablation-no-schedule": {"core": MLPConfig(hidden=8, design="generalist", ablation="schedule")},
+    "generalist-ablation-no-augmentation": {"augment": 0.0},
+}
+for _name, _changes in ABLATION_RECIPES.items():
+    RECIPES.add(_name, lambda name=_name, changes=_changes: GeneralistRecipe(name=name, **changes))
+RECIPES.add(
+    "tiny-generalist",
+    lambda: GeneralistRecipe(
+        name="tiny-generalist",
+        meta_lr=3e-3,  # as when its golden campaign (tests/golden/campaign) was recorded
+        families=(("noisy-quadratic", 1.0),),
+        inner_steps=(12, 20),
+        truncation=(4, 6),
+        slots=2,
+        epochs=6,
+        eval_every=3,
+        eval_tasks=("quadratic",),
+    ),
+)

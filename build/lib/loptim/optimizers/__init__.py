@@ -1,0 +1,34 @@
+"""What trains a task: hand-designed baselines and learned optimizers, by name."""
+
+from loptim.optimizers.lhopt import LHOPT
+from loptim.optimizers.lstm import LSTMOptimizer
+from loptim.optimizers.mlp import MLPOptimizer
+from loptim.optimizers.registry import LEARNED
+
+
+def _lstm_factory(weights: str = "lstm-mnist"):
+    def factory(params, *, total_steps: int) -> LSTMOptimizer:
+        return LSTMOptimizer(params, weights=weights, total_steps=total_steps)
+
+    return factory
+
+
+def _mlp_factory(weights: str = "mlp-mnist"):
+    def factory(params, *, total_steps: int) -> MLPOptimizer:
+        return MLPOptimizer(params, weights=weights, total_steps=total_steps)
+
+    return factory
+
+
+def _lhopt_factory(weights: str = "lhopt-small"):
+    def factory(params, *, total_steps: int) -> LHOPT:
+        return LHOPT(params, weights=weights, total_steps=total_steps)
+
+    return factory
+
+
+LEARNED.add("lstm", _lstm_factory)
+LEARNED.add("mlp", _mlp_factory)
+LEARNED.add("lhopt", _lhopt_factory)
+
+__all__ = ["LEARNED", "LHOPT", "LSTMOptimizer", "MLPOptimizer"]

@@ -1,0 +1,194 @@
+"""LHOPT's inner optimizer (Almeida et al. 2021): an AdamW whose hyperparameters a policy changes mid-run.
+
+Facts from OpenAI's published `inner_optimizer.py` and `example_config.jsonnet` (docs/design.md, LHOPT): betas kept
+as 1 - beta, bias correction as a running value c <- beta c + (1 - beta) (right even when beta changes), optional
+AdaMax denominator v <- max(beta2 v, |g|), optional LAMB trust ratio against an EMA of the update norm (skipped
+for tensors of dim <= 1), optional clipping of the global gradient norm at clip_ratio * a rolling max. The
+"plain" configuration is textbook AdamW. Like torch.optim's functional API, `inner_step` takes its state
+explicitly and updates tensors in place, with one `torch._foreach_*` call per operation over all tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from loptim.optimizers.lhopt.features import INNER_FEATURE_NAMES, per_tensor_features
+
+State = dict[str, object]  # lists of tensors (one per parameter tensor) and float scalars
+NORM_FLOOR = 1e-8  # trust ratio only where both norms reach it (published code)
+CLIP_EPS = 1e-6  # clip coefficient = threshold / (||g|| + CLIP_EPS) (published code)
+
+
+@dataclass(frozen=True)
+class InnerHParams:
+    """The controlled hyperparameters; defaults are the initial values of the example config."""
+
+    lr: float = 1e-3
+    one_minus_beta1: float = 0.1
+    one_minus_beta2: float = 1e-2
+    eps: float = 1e-6
+    weight_decay: float = 1e-2
+    clip_ratio: float = 0.8  # gradient clipped at clip_ratio * rolling max of its norm
+    # Held fixed by loptim (the example config also lets the policy scale these two; the paper's action list,
+    # docs/design.md LHOPT, does not): decay of the clipping rolling max, and of the EMA of update norms in the
+    # trust ratio.
+    clip_one_minus_beta: float = 1e-2
+    trust_one_minus_beta: float = 0.05
+
+
+@dataclass(frozen=True)
+class InnerConfig:
+    """Which of the published variations are on; the default is the example config's optimizer."""
+
+    adamax_denominator: bool = True  # denominator_norm: 'inf'
+    trust_ratio: bool = True  # lamb_power 1, lamb_ignore_vectors true
+    min_trust: float = 1e-3  # lamb_min_trust
+    rolling_max_clip: bool = True  # group_clip_grad_norm 0.8, scale_grad_norm_by_rolling_max true
+    weight_decay_in_update: bool = True  # adam_update_include_weight_decay true (else decoupled p *= 1 - lr wd)
+    feature_every: int = 4  # inner_feature_frequency: per-parameter features every 4 inner steps
+
+
+PUBLISHED = InnerConfig()
+PLAIN_ADAMW = InnerConfig(
+    adamax_denominator=False, trust_ratio=False, rolling_max_clip=False, weight_decay_in_update=False
+)
+
+
+def init_inner_state(params: list[Tensor]) -> State:
+    """Zero moments, zero running bias corrections, no rolling max yet, zero update-norm EMAs."""
+    return {
+        "exp_avg": [torch.zeros_like(p) for p in params],
+        "exp_avg_sq": [torch.zeros_like(p) for p in params],
+        "bias_correction1": 0.0,
+        "bias_correction2": 0.0,
+        "rolling_max": 0.0,
+        "update_norm_ema": torch.zeros(len(params), dtype=torch.float64),
+        "update_norm_correction": 0.0,
+        "steps": 0,
+    }
+
+
+def clone_state(state: State) -> State:
+    """A deep copy (tensors cloned), e.g. for a restart register or a state_dict."""
+    copies = {}
+    for key, value in state.items():
+        if isinstance(value, list):
+            value = [t.clone() for t in value]
+        copies[key] = value.clone() if isinstance(value, Tensor) else value
+    return copies
+
+
+def _grad_clip(hparams: InnerHParams, config: InnerConfig, state: State, grads: list[Tensor]) -> tuple[list, bool]:
+    """Scale the gradients so their global norm is at most clip_ratio * rolling max (published clipping)."""
+    if not config.rolling_max_clip:
+        return grads, False
+    norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+    rolling_max = max(norm, state["rolling_max"] * (1.0 - hparams.clip_one_minus_beta))
+    state["rolling_max"] = rolling_max
+    coefficient = hparams.clip_ratio * rolling_max / (norm + CLIP_EPS)
+    if coefficient < 1.0:
+        return torch._foreach_mul(grads, coefficient), True
+    return grads, False
+
+
+def _learning_rates(
+    hparams: InnerHParams,
+    config: InnerConfig,
+    state: State,
+    params: list[Tensor],
+    updates: list[Tensor],
+    lr_scales: list[float] | None,
+) -> Tensor:
+    """Per-tensor learning rate: lr (times the tensor's lr_scale), times the trust ratio ||p|| / EMA(||u||)
+    (>= min_trust) on matrices; a float64 CPU vector."""
+    lr = torch.full((len(params),), hparams.lr, dtype=torch.float64)
+    if lr_scales is not None:
+        lr = lr * torch.tensor(lr_scales, dtype=torch.float64)
+    if not config.trust_ratio:
+        return lr
+    beta = 1.0 - hparams.trust_one_minus_beta
+    update_norms = torch.stack(torch._foreach_norm(updates)).double().cpu()
+    param_norms = torch.stack(torch._foreach_norm(params)).double().cpu()
+    state["update_norm_ema"] = beta * state["update_norm_ema"] + (1.0 - beta) * update_norms
+    state["update_norm_correction"] = beta * state["update_norm_correction"] + (1.0 - beta)
+    update_norm_hat = state["update_norm_ema"] / state["update_norm_correction"]
+    is_matrix = torch.tensor([p.dim() > 1 for p in params])
+    applies = is_matrix & (param_norms >= NORM_FLOOR) & (update_norm_hat >= NORM_FLOOR)
+    trust = (param_norms / update_norm_hat.clamp_min(NORM_FLOOR)).clamp_min(config.min_trust)
+    return torch.where(applies, lr * trust, lr)
+
+
+@torch.no_grad()
+def inner_step(
+    hparams: InnerHParams,
+    config: InnerConfig,
+    state: State,
+    params: list[Tensor],
+    grads: list[Tensor],
+    *,
+    with_features: bool = False,
+    lr_scales: list[float] | None = None,
+    weight_decays: list[float] | None = None,
+    scratch: tuple[list[Tensor], list[Tensor]] | None = None,
+) -> tuple[bool, Tensor | None]:
+    """One step on `params` (in place) from `grads` (left untouched); updates `state` in place.
+
+    `lr_scales` multiply hparams.lr per tensor and `weight_decays` replace hparams.weight_decay per tensor (the
+    torch.optim shell's param groups); None keeps the hyperparameters as they are. `scratch` (optional,
+    features.feature_scratch) is the features' reusable work memory.
+
+    Returns whether the gradient was clipped and, if `with_features`, the per-parameter features of this step
+    averaged over tensors (features.INNER_FEATURE_NAMES, did_grad_clip excluded).
+    """
+    beta1, beta2 = 1.0 - hparams.one_minus_beta1, 1.0 - hparams.one_minus_beta2
+    grads, clipped = _grad_clip(hparams, config, state, grads)
+    state["bias_correction1"] = state["bias_correction1"] * beta1 + hparams.one_minus_beta1
+    state["bias_correction2"] = state["bias_correction2"] * beta2 + hparams.one_minus_beta2
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    torch._foreach_mul_(exp_avg, beta1)
+    torch._foreach_add_(exp_avg, grads, alpha=hparams.one_minus_beta1)
+    torch._foreach_mul_(exp_avg_sq, beta2)
+    if config.adamax_denominator:  # AdaMax: no bias correction of the denominator (published code)
+        torch._foreach_maximum_(exp_avg_sq, torch._foreach_abs(grads))
+        sqrt_v_hat = exp_avg_sq
+    else:
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=hparams.one_minus_beta2)
+        sqrt_v_hat = torch._foreach_div(torch._foreach_sqrt(exp_avg_sq), math.sqrt(state["bias_correction2"]))
+    denominator = torch._foreach_add(sqrt_v_hat, hparams.eps)
+    torch._foreach_mul_(denominator, state["bias_correction1"])
+    updates = torch._foreach_div(exp_avg, denominator)  # m_hat / (sqrt(v_hat) + eps)
+    decays = [hparams.weight_decay] * len(params) if weight_decays is None else weight_decays
+    if config.weight_decay_in_update:
+        if weight_decays is None:
+            torch._foreach_add_(updates, params, alpha=hparams.weight_decay)
+        else:
+            torch._foreach_add_(updates, torch._foreach_mul(params, decays))
+    lrs = _learning_rates(hparams, config, state, params, updates, lr_scales)
+    features = None
+    if with_features:
+        features = per_tensor_features(
+            grads, exp_avg, state["bias_correction1"], sqrt_v_hat, updates, params, hparams.eps, lrs, scratch
+        )
+    lr_list = lrs.tolist()
+    if not config.weight_decay_in_update:
+        torch._foreach_mul_(params, [1.0 - lr * decay for lr, decay in zip(lr_list, decays)])
+    torch._foreach_mul_(updates, [-lr for lr in lr_list])
+    torch._foreach_add_(params, updates)
+    state["steps"] += 1
+    return clipped, features
+
+
+__all__ = [
+    "INNER_FEATURE_NAMES",
+    "InnerConfig",
+    "InnerHParams",
+    "PLAIN_ADAMW",
+    "PUBLISHED",
+    "clone_state",
+    "init_inner_state",
+    "inner_step",
+]

@@ -1,0 +1,220 @@
+"""The per-parameter MLP optimizer of Metz et al. 2019: functional core and torch.optim shell.
+
+Per coordinate: 10 features (loptim.features) -> 32 -> 32 (ReLU) -> (d, m); update = -0.001 * d * exp(0.001 * m)
+(Sec. 4 of the paper; two hidden layers of 32 as in learned_optimization's mlp_lopt). The 11 training-progress
+features are the same for every coordinate, so they enter as a per-step bias of the first layer (docs/design.md,
+Metz et al. 2019).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from loptim.features import (
+    MOMENTUM_DECAYS,
+    NORMALIZER_EPS,
+    NUM_COORDINATE_FEATURES,
+    RMS_DECAY,
+    RSQRT_EPS,
+    TIMESCALES,
+    accumulate,
+    coordinate_features,
+    segment_ids,
+    time_features,
+)
+from loptim.kernels import fused
+from loptim.optimizers import mlp_generalist as generalist
+from loptim.optimizers.core import State
+from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
+from loptim.pretrained import register_kind
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Architecture and output scaling; defaults from the paper (Sec. 4; docs/design.md)."""
+
+    kind: ClassVar[str] = "mlp"  # the weights kind (loptim.pretrained)
+
+    hidden: int = 32
+    step_mult: float = 1e-3  # update = -step_mult * d * exp(exp_mult * m)
+    exp_mult: float = 1e-3
+    chunk: int = 8192  # unused since the fused kernel (loptim/kernels); kept so that older weight cards load
+    design: str = "metz2019"  # "metz2019" (the paper) | "generalist" (loptim.optimizers.mlp_generalist)
+    nominal_lr: float = 1e-3  # generalist: the Adam step the network corrects (Adam's default learning rate)
+    ablation: str | None = None  # generalist: one of mlp_generalist.ABLATIONS (issue 16's ablation table), or None
+
+    def __post_init__(self) -> None:
+        if self.design not in DESIGNS:
+            raise ValueError(f"MLPConfig.design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+        if self.ablation is not None and (self.design != "generalist" or self.ablation not in generalist.ABLATIONS):
+            raise ValueError(f"MLPConfig.ablation applies to the generalist design: one of {generalist.ABLATIONS}")
+
+    def build(self, generator: torch.Generator | None = None) -> MLPOptimizerNet:
+        """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
+        return MLPOptimizerNet(self, generator=generator)
+
+
+DESIGNS = ("metz2019", "generalist")
+
+
+def generalist_config(hidden: int = 8) -> MLPConfig:
+    """The generalist design's defaults (tiny network, nominal Adam step; docs/generalist.md)."""
+    return MLPConfig(hidden=hidden, design="generalist")
+
+
+class MLPOptimizerNet(nn.Module):
+    """The learned optimizer: its nn.Parameters are the default meta-parameters; `update` is pure in them."""
+
+    def __init__(self, config: MLPConfig = MLPConfig(), generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        hidden = config.hidden
+
+        def fan_in(*shape: int) -> nn.Parameter:  # LeCun normal, as haiku's default initializer
+            return nn.Parameter(torch.randn(*shape, generator=generator) / math.sqrt(shape[-1]))
+
+        if config.design == "generalist":  # the output layer and the schedule start at zero: exactly Adam
+            for name, shape in generalist.meta_param_shapes(hidden).items():
+                zero = name in ("w3", "b3", "w_schedule") or len(shape) == 1
+                setattr(self, name, nn.Parameter(torch.zeros(shape)) if zero else fan_in(*shape))
+            return
+
+        self.w1 = fan_in(hidden, NUM_COORDINATE_FEATURES)
+        self.w1_time = fan_in(hidden, len(TIMESCALES))
+        self.b1 = nn.Parameter(torch.zeros(hidden))
+        self.w2, self.b2 = fan_in(hidden, hidden), nn.Parameter(torch.zeros(hidden))
+        self.w3, self.b3 = fan_in(2, hidden), nn.Parameter(torch.zeros(2))
+
+    def meta_params(self) -> dict[str, Tensor]:
+        return dict(self.named_parameters())
+
+    def init_state(self, params: dict[str, Tensor]) -> State:
+        first = next(iter(params.values()))
+        return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype, device=first.device)
+
+    def zero_state(
+        self, num_coordinates: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> State:
+        """Six momenta and the RMS accumulator: 28 bytes per fp32 parameter (coordinates on the last dimension)."""
+        if self.config.design == "generalist":
+            return generalist.zero_state(num_coordinates, dtype, device)
+        return {
+            "momenta": torch.zeros(len(MOMENTUM_DECAYS), num_coordinates, dtype=dtype, device=device),
+            "rms": torch.zeros(num_coordinates, dtype=dtype, device=device),
+        }
+
+    def step_flat(
+        self,
+        meta_params: dict[str, Tensor],
+        state: State,
+        grad: Tensor,
+        param: Tensor,
+        sizes: list[int],
+        step: int,
+        total_steps: int = 0,
+    ) -> tuple[Tensor, State]:
+        """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure."""
+        if self.config.design == "generalist":
+            return generalist.update(meta_params, state, grad, param, sizes, step, total_steps, self.config.nominal_lr,
+                                     self.config.ablation)  # fmt: skip
+        momenta, rms = accumulate(state["momenta"], state["rms"], grad)
+        features = coordinate_features(grad, param, momenta, rms, segment_ids(sizes), sizes)
+        bias1 = meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype, grad.device)
+        hidden = torch.relu(torch.addmm(bias1.unsqueeze(1), meta_params["w1"], features))
+        hidden = torch.relu(torch.addmm(meta_params["b2"].unsqueeze(1), meta_params["w2"], hidden))
+        direction, magnitude = torch.addmm(meta_params["b3"].unsqueeze(1), meta_params["w3"], hidden)
+        delta = -self.config.step_mult * direction * torch.exp(self.config.exp_mult * magnitude)
+        return delta, {"momenta": momenta, "rms": rms}
+
+    def kernel_inputs(
+        self, meta_params: dict[str, Tensor], step: int, total_steps: int
+    ) -> tuple[str, list[Tensor], list[float]]:
+        """The fused kernel's entry point, weights and constants for this step (loptim/kernels/mlp_cpu.cpp): the
+        terms `step_flat` computes once per step (the progress bias of the first layer, bias corrections)."""
+        config = self.config
+        if config.design == "generalist":
+            weights, hyper = generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr)
+            return "loptim_mlp_generalist", weights, hyper
+        p = {k: v.detach().float() for k, v in meta_params.items()}
+        bias1 = p["b1"] + p["w1_time"] @ time_features(step)
+        hyper = [*MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, config.step_mult, config.exp_mult]
+        return "loptim_mlp_metz", [p["w1"], bias1, p["w2"], p["b2"], p["w3"], p["b3"]], hyper
+
+    def update(
+        self,
+        meta_params: dict[str, Tensor],
+        state: State,
+        params: dict[str, Tensor],
+        grads: dict[str, Tensor],
+        *,
+        step: int = 0,
+        total_steps: int = 0,
+        differentiable: bool = True,
+    ) -> tuple[dict[str, Tensor], State]:
+        """theta <- theta + the step of `step_flat` (Metz 2019: -0.001 d exp(0.001 m), (d, m) = MLP(features));
+        pure and differentiable in meta_params."""
+        sizes = [p.numel() for p in params.values()]
+        delta, state = self.step_flat(meta_params, state, flatten(grads), flatten(params), sizes, step, total_steps)
+        return add_flat(params, delta), state
+
+
+class MLPOptimizer(FlatOptimizer):
+    """`loptim.MLPOptimizer(model.parameters())`: the Metz 2019 optimizer (or its generalist design, by the
+    weights' config) as a torch.optim class; `total_steps` feeds the generalist's progress features.
+
+    `weights`: a shipped name (default "mlp-mnist"), a .safetensors path, or None for an untrained network drawn
+    from a fixed seed (the global RNG is never touched). `lr` multiplies the learned step (dimensionless, default 1);
+    the rest of the torch.optim semantics and the non-finite policy are `FlatOptimizer`'s. State: six momenta and
+    an RMS accumulator per coordinate in float32 (float64 for float64 parameters).
+    """
+
+    name = "mlp"
+    default_weights = "mlp-mnist"
+    _offsets: tuple[list[int], Tensor] | None = None  # tensor sizes and their start offsets, for the kernel
+
+    @classmethod
+    def untrained(cls, generator: torch.Generator) -> MLPOptimizerNet:
+        return MLPOptimizerNet(generator=generator)
+
+    def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
+        flat_param = torch.cat([p.detach().reshape(-1) for p in params]).to(flat_grad.dtype)
+        sizes = [p.numel() for p in params]
+        state, config = self.flat_state, self.net.config
+        if fused.available(
+            config.hidden in fused.MLP_HIDDEN, flat_grad, *state.values()
+        ):  # the fused CPU kernel of step_flat
+            if self._offsets is None or self._offsets[0] != sizes:
+                self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
+            entry, weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps)
+            return fused.mlp_update(
+                entry,
+                config.hidden,
+                self._offsets[1],
+                flat_grad,
+                flat_param,
+                state["momenta"],
+                state["rms"],
+                weights,
+                hyper,
+                NORMALIZER_EPS,
+                fused.threads_for(flat_grad.numel()),
+            )
+        delta, new = self.net.step_flat(
+            self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps
+        )
+        for k, v in new.items():
+            state[k].copy_(v)
+        return delta
+
+
+def _from_card(config: dict) -> MLPOptimizerNet:
+    return MLPOptimizerNet(MLPConfig(**config))
+
+
+register_kind("mlp", _from_card)

@@ -1,0 +1,136 @@
+"""The generalist design of the per-parameter MLP optimizer: Metz et al. 2019's MLP with the field's later fixes.
+
+Departures from Metz 2019, each named in docs/generalist.md with its source:
+- a nominal Adam step that the network corrects (STAR's "nominal" term; Harrison et al. 2022): with the output
+  layer and the schedule at zero (their initialization) the update is exactly Adam at lr `nominal_lr`;
+- Adam-normalized inputs m_k / (sqrt(v_hat) + eps) besides the raw ones, all RMS-normalized per tensor (Celo);
+- training-progress features from step / total_steps and a learned scalar step-size schedule head (Celo,
+  Moudgil et al. 2025), times the param group's `lr` (Celo2: the user's schedule multiplies the step);
+- the log of each tensor's parameter RMS as a per-tensor input, so the step can follow a tensor's scale under
+  reparameterization augmentation (loptim.tasks.augment);
+- a tiny network (2 x 8 hidden units; Celo: hidden sizes 4-16).
+The update, per coordinate i of tensor k at step t (d, s: the network's two outputs; h_t: the schedule head):
+    Delta_i = -nominal_lr * exp(clamp(h_t + s_i, -7, 4)) * (m_hat_i / (sqrt(v_hat_i) + eps) + d_i)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from loptim.features import NORMALIZER_EPS, normalize_per_tensor, per_tensor_mean_square
+
+DECAYS = (0.9, 0.99, 0.999)  # momenta; the first is Adam's beta1 and drives the nominal step
+RMS_DECAY = 0.999  # Adam's beta2
+ADAM_EPS = 1e-8
+NUM_FEATURES = 2 + 2 * len(DECAYS) + 1  # g, p, momenta, g and momenta over sqrt(v_hat)
+NUM_PROGRESS = 8
+NUM_TENSOR_FEATURES = 1  # log RMS of the tensor's parameters
+LOG_STEP_RANGE = (-7.0, 4.0)
+# Ablations of the design (issue 16's ablation table), each removing one of the later fixes:
+# "normalization": raw features (no per-tensor RMS normalization, no Adam-normalized inputs) and no nominal Adam
+#   term: the network's d alone is the direction, as in Metz 2019;
+# "schedule": no progress features and no schedule head (h_t = 0).
+ABLATIONS = ("normalization", "schedule")
+
+
+def progress_features(step: int, total_steps: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(NUM_PROGRESS,): whether the run's length is known, f = step / total_steps and f^2, sqrt(f), and
+    tanh(step / tau) for tau in 10, 100, 1000, 10000 (the same for every coordinate: a per-step bias)."""
+    known = total_steps > 0
+    f = min(step / total_steps, 1.0) if known else 0.0
+    values = [float(known), f, f * f, math.sqrt(f)] + [math.tanh(step / tau) for tau in (10, 100, 1_000, 10_000)]
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def zero_state(num_coordinates: int, dtype: torch.dtype, device: torch.device | str | None) -> dict[str, Tensor]:
+    """Three momenta and Adam's second moment: 16 bytes per fp32 parameter (coordinates on the last dimension)."""
+    return {
+        "momenta": torch.zeros(len(DECAYS), num_coordinates, dtype=dtype, device=device),
+        "rms": torch.zeros(num_coordinates, dtype=dtype, device=device),
+    }
+
+
+def meta_param_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
+    return {
+        "w1": (hidden, NUM_FEATURES),
+        "w1_time": (hidden, NUM_PROGRESS),
+        "w1_tensor": (hidden, NUM_TENSOR_FEATURES),
+        "b1": (hidden,),
+        "w2": (hidden, hidden),
+        "b2": (hidden,),
+        "w3": (2, hidden),
+        "b3": (2,),
+        "w_schedule": (NUM_PROGRESS,),
+    }
+
+
+def update(
+    meta_params: dict[str, Tensor],
+    state: dict[str, Tensor],
+    grad: Tensor,
+    param: Tensor,
+    sizes: list[int],
+    step: int,
+    total_steps: int,
+    nominal_lr: float,
+    ablation: str | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure and
+    differentiable in meta_params (the one implementation of the generalist update). `ablation`: see ABLATIONS."""
+    dtype, device = grad.dtype, grad.device
+    decays = torch.tensor(DECAYS, dtype=dtype, device=device).unsqueeze(1)
+    momenta = decays * state["momenta"] + (1.0 - decays) * grad
+    rms = RMS_DECAY * state["rms"] + (1.0 - RMS_DECAY) * grad * grad
+    t = step + 1
+    inverse = 1.0 / (torch.sqrt(rms / (1.0 - RMS_DECAY**t)) + ADAM_EPS)
+    nominal = momenta[0] / (1.0 - DECAYS[0] ** t) * inverse
+    if ablation == "normalization":  # Adam-normalized inputs zeroed (the same meta-parameter shapes), no RMS scaling
+        zeros = torch.zeros((1 + len(DECAYS), grad.shape[0]), dtype=dtype, device=device)
+        features = torch.cat((grad.unsqueeze(0), param.unsqueeze(0), momenta, zeros))
+        nominal = torch.zeros_like(nominal)
+    else:
+        raw = torch.cat((grad.unsqueeze(0), param.unsqueeze(0), momenta, grad.unsqueeze(0) * inverse,
+                         momenta * inverse))  # fmt: skip
+        features = normalize_per_tensor(raw, None, sizes)
+    log_rms = 0.5 * torch.log(per_tensor_mean_square(param.unsqueeze(0), None, sizes) + NORMALIZER_EPS)  # (1, T)
+    progress = progress_features(step, total_steps, dtype, device)
+    if ablation == "schedule":
+        progress = torch.zeros_like(progress)
+    bias1 = meta_params["b1"] + meta_params["w1_time"] @ progress  # (H,)
+    tensor_bias = meta_params["w1_tensor"] @ log_rms  # (H, T)
+    counts = torch.tensor(sizes, device=device)
+    per_coordinate = torch.repeat_interleave(tensor_bias, counts, dim=1, output_size=grad.shape[0])
+    hidden = torch.addmm(bias1.unsqueeze(1), meta_params["w1"], features) + per_coordinate
+    hidden = torch.relu(torch.addmm(meta_params["b2"].unsqueeze(1), meta_params["w2"], torch.relu(hidden)))
+    direction, magnitude = torch.addmm(meta_params["b3"].unsqueeze(1), meta_params["w3"], hidden)
+    schedule = meta_params["w_schedule"] @ progress
+    log_step = torch.clamp(schedule + magnitude, *LOG_STEP_RANGE)
+    delta = -nominal_lr * torch.exp(log_step) * (nominal + direction)
+    return delta, {"momenta": momenta, "rms": rms}
+
+
+def kernel_inputs(
+    meta_params: dict[str, Tensor], step: int, total_steps: int, nominal_lr: float
+) -> tuple[list[Tensor], list[float]]:
+    """The fused CPU kernel's weights (w1, b1 with the progress bias, w1_tensor, w2, b2, w3, b3) and constants
+    (loptim/kernels/mlp_cpu.cpp, Generalist) for this step: the same terms as `update`."""
+    progress = progress_features(step, total_steps, torch.float32, torch.device("cpu"))
+    p = {k: v.detach().float() for k, v in meta_params.items()}
+    bias1 = p["b1"] + p["w1_time"] @ progress
+    schedule = float(p["w_schedule"] @ progress)
+    t = step + 1
+    weights = [p["w1"], bias1, p["w1_tensor"].reshape(-1), p["w2"], p["b2"], p["w3"], p["b3"]]
+    hyper = [
+        *DECAYS,
+        RMS_DECAY,
+        ADAM_EPS,
+        1.0 - DECAYS[0] ** t,
+        1.0 - RMS_DECAY**t,
+        nominal_lr,
+        schedule,
+        *LOG_STEP_RANGE,
+    ]
+    return weights, hyper
