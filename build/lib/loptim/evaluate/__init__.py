@@ -1,1 +1,0 @@
-"""How any optimizer is judged: harness, tuning, speedup metric, results and plots."""

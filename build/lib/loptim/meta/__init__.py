@@ -1,1 +1,0 @@
-"""How learned optimizers are trained: unrolls, gradient estimators, the outer trainer."""
