@@ -158,18 +158,18 @@ def _generalist_weights() -> Path:
 
 
 def state_bytes_per_param(name: str, n: int) -> float:
-    if name == "adam":
+    """Bytes of optimizer state per parameter (a "-reference" or "-naive" row holds its optimizer's state)."""
+    base = name.split("-")[0]
+    if base == "adam":
         return 8.0
-    if name == "lstm":
+    if base == "lstm":  # h and c of two layers of 20 units (LSTMCell's whole-batch version holds the same)
         state = LSTMOptimizerNet().zero_state(n)
         return sum(v.numel() * v.element_size() for v in state.values()) / n
-    if name == "lhopt":
+    if base == "lhopt":
         return 4.0 * 2  # AdamW's m and v; the controller's state is per tensor, not per parameter
-    if name.startswith("generalist"):
+    if base == "generalist":
         return 4.0 * (len(GENERALIST_DECAYS) + 1)  # three momenta and v
-    if name.startswith("mlp"):
-        return 4.0 * (len(MOMENTUM_DECAYS) + 1)  # momenta and rms (the eager path adds a 40 B/param scratch)
-    return 4 * 20 * 4.0  # naive: h and c of two layers, 20 floats each
+    return 4.0 * (len(MOMENTUM_DECAYS) + 1)  # Metz design: six momenta and rms
 
 
 def _high_water_kb() -> int:

@@ -1,6 +1,9 @@
-"""The fused CPU kernel of the MLP optimizer (loptim/kernels) against the reference update it accelerates."""
+"""The fused CPU kernels (loptim/kernels) against the reference updates they accelerate. Where a C++ compiler is on
+PATH the kernel must build: these tests skip only on a machine without one (then the reference runs everywhere)."""
 
 import itertools
+import os
+import shutil
 
 import pytest
 import torch
@@ -12,6 +15,15 @@ from loptim.optimizers.mlp import MLPConfig, MLPOptimizer, MLPOptimizerNet, gene
 SIZES = [150, 1, 64, 37, 4500]  # tiles straddle tensor ends; a 1-element tensor; enough tiles for two threads
 DESIGNS = {"metz2019-32": MLPConfig(), "metz2019-8": MLPConfig(hidden=8), "generalist-8": generalist_config(),
            "generalist-16": generalist_config(16)}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def kernel_built(monkeypatch):
+    """Kernels on for every test here (each may switch them off); a build failure fails instead of skipping."""
+    monkeypatch.setenv("LOPTIM_KERNELS", "1")
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("no C++ compiler on PATH: the kernels are off and the reference updates run")
+    assert fused.available(True, torch.zeros(1)), "a C++ compiler is on PATH but the kernel did not build"
 
 
 def _meta(config, seed):
@@ -26,8 +38,6 @@ def _meta(config, seed):
 @pytest.mark.parametrize("design", sorted(DESIGNS))
 def test_kernel_matches_the_reference_update(design, threads):
     net, meta, g = _meta(DESIGNS[design], 3)
-    if not fused.available(True, torch.zeros(1)):
-        pytest.skip("no C++ compiler: the kernel is off and the reference runs (covered by the shell test)")
     n = sum(SIZES)
     offsets = torch.tensor([0, *itertools.accumulate(SIZES)])
     reference, state = net.zero_state(n), net.zero_state(n)
@@ -36,9 +46,10 @@ def test_kernel_matches_the_reference_update(design, threads):
         grad = torch.randn(n, generator=g) * 10.0 ** (step - 3)
         with torch.no_grad():
             expected, reference = net.step_flat(meta, reference, grad, param, SIZES, step, 50)
-        entry, weights, hyper = net.kernel_inputs(meta, step, 50)
-        got = fused.mlp_update(entry, net.config.hidden, offsets, grad, param, state["momenta"], state["rms"],
-                                 weights, hyper, NORMALIZER_EPS, threads)  # fmt: skip
+        weights, hyper = net.kernel_inputs(meta, step, 50)
+        config = net.config
+        got = fused.mlp_update(config.design, config.hidden, offsets, grad, param, state["momenta"], state["rms"],
+                               weights, hyper, NORMALIZER_EPS, threads)  # fmt: skip
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
         for key in state:
             torch.testing.assert_close(
@@ -50,15 +61,13 @@ def test_kernel_matches_the_reference_update(design, threads):
 def test_kernel_is_deterministic_and_in_place():
     net, meta, g = _meta(generalist_config(), 4)
     n = sum(SIZES)
-    if not fused.available(True, torch.zeros(1)):
-        pytest.skip("no C++ compiler")
     offsets = torch.tensor([0, *itertools.accumulate(SIZES)])
     grad, param = torch.randn(n, generator=g), torch.randn(n, generator=g)
     runs = []
     for _ in range(2):
         state = net.zero_state(n)
-        entry, weights, hyper = net.kernel_inputs(meta, 3, 0)
-        out = fused.mlp_update(entry, 8, offsets, grad, param, state["momenta"], state["rms"], weights, hyper,
+        weights, hyper = net.kernel_inputs(meta, 3, 0)
+        out = fused.mlp_update("generalist", 8, offsets, grad, param, state["momenta"], state["rms"], weights, hyper,
                                  NORMALIZER_EPS, 2)  # fmt: skip
         assert state["rms"].abs().sum() > 0  # the state advanced in place
         runs.append((out, state))
@@ -89,9 +98,26 @@ def test_the_shell_runs_the_kernel_and_agrees_with_the_reference(monkeypatch, we
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_an_ablated_generalist_runs_the_reference_update(monkeypatch, tmp_path):
+    """The kernel computes the full design only: an ablation must not be run through it."""
+    from loptim.pretrained import save_learned
+
+    config = MLPConfig(hidden=8, design="generalist", ablation="normalization")
+    net, meta, _ = _meta(config, 6)
+    with torch.no_grad():
+        for k, p in net.named_parameters():
+            p.copy_(meta[k])
+    path = tmp_path / "ablated.safetensors"
+    save_learned(path, "mlp", net, vars(config), {})
+    assert not net.has_kernel and MLPOptimizerNet(generalist_config()).has_kernel
+    fast, reference = _train(monkeypatch, "1", str(path)), _train(monkeypatch, "0", str(path))
+    for a, b in zip(fast, reference):
+        assert torch.equal(a, b)
+
+
 def test_float64_and_unknown_widths_run_the_reference():
     assert not fused.available(True, torch.zeros(3, dtype=torch.float64))
-    assert not fused.available(12 in fused.MLP_HIDDEN, torch.zeros(3))
+    assert not MLPOptimizerNet(MLPConfig(hidden=12)).has_kernel
     assert not fused.available(True, torch.zeros(4)[::2])  # not contiguous
 
 
@@ -101,8 +127,6 @@ def test_lstm_kernel_matches_the_reference_update(threads):
 
     g = torch.Generator().manual_seed(5)
     net = LSTMOptimizerNet(generator=g)
-    if not fused.available(True, torch.zeros(1)):
-        pytest.skip("no C++ compiler")
     meta = {k: v.detach() for k, v in net.meta_params().items()}
     n = 2 * 4096 + 77  # a partial last tile
     reference, state = net.zero_state(n), net.zero_state(n)

@@ -25,10 +25,10 @@ from loptim.evaluate.timing import time_task
 from loptim.evaluate.tuning import grid_jobs, run_cached, select_best
 from loptim.io import atomic_write_text
 from loptim.optimizers.registry import is_baseline, label_factory
-from loptim.tasks import get_task, suite
+from loptim.tasks import get_task
 from loptim.tasks.base import Task
+from loptim.tasks.suite import SUITE_CORE, SUITE_LARGE, SUITE_QUICK
 
-SUITE_CORE, SUITE_LARGE, SUITE_QUICK = tuple(suite.SUITE_CORE), tuple(suite.SUITE_LARGE), tuple(suite.SUITE_QUICK)
 TIERS = {"core": SUITE_CORE, "large": SUITE_LARGE}
 DEFAULT_OPTIMIZERS = ("adam", "adamw", "adam-default", "schedulefree", "prodigy", "dadapt", "mlp", "lhopt")
 # The modality of each data set the suite uses (docs/data.md); the architecture is the task's own business.

@@ -120,7 +120,7 @@ def time_task(
             task.loss(model, next(batches)).backward()
 
         batch = next(batches)  # every optimizer steps with the gradient of this one batch at the same point
-        steps = {label: _stepper(task, f, total_steps, seed, batch) for label, f in factories.items()}
+        steps = {label: _Stepper(task, f, total_steps, seed, batch) for label, f in factories.items()}
         timer = SideBySideTimer(rounds=rounds, block=block or timing_block(total_steps), clock=clock)
         return timer.measure(forward_backward, steps)
     finally:
@@ -150,7 +150,3 @@ class _Stepper:
 
     def __call__(self) -> None:
         self._step()
-
-
-def _stepper(task: Task, factory: OptimizerFactory, total_steps: int, seed: int, batch: Any) -> _Stepper:
-    return _Stepper(task, factory, total_steps, seed, batch)

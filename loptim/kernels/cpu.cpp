@@ -205,6 +205,10 @@ struct Metz {
   float decay[K];
   float rms_decay, rsqrt_eps, step_mult, exp_mult;
 
+  explicit Metz(const float* h) : rms_decay(h[K]), rsqrt_eps(h[K + 1]), step_mult(h[K + 2]), exp_mult(h[K + 3]) {
+    for (int k = 0; k < K; ++k) decay[k] = h[k];
+  }
+
   void features(const Tile<K>& t, v8* x) const {
     for (int b = 0; b < V; ++b) {
       const v8 g = load(t.g + 8 * b);
@@ -225,6 +229,12 @@ struct Generalist {
   static constexpr int F = 9;
   float decay[K];
   float rms_decay, adam_eps, bias1, bias2, nominal_lr, schedule, log_lo, log_hi;
+
+  explicit Generalist(const float* h)
+      : rms_decay(h[K]), adam_eps(h[K + 1]), bias1(h[K + 2]), bias2(h[K + 3]), nominal_lr(h[K + 4]),
+        schedule(h[K + 5]), log_lo(h[K + 6]), log_hi(h[K + 7]) {
+    for (int k = 0; k < K; ++k) decay[k] = h[k];
+  }
 
   v8 inverse(const Tile<K>& t, int b) const { return 1.0f / (vsqrt(load(t.v + 8 * b) / bias2) + adam_eps); }
   void features(const Tile<K>& t, v8* x) const {
@@ -434,39 +444,22 @@ int lstm_run(int64_t n, const float* grad, float* h1, float* c1, float* h2, floa
 
 extern "C" {
 
-// hyper: momentum decays (6), rms decay, rsqrt eps, step_mult, exp_mult.
-int loptim_mlp_metz(int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets, const float* grad,
-                    const float* param, float* momenta, float* rms, float* out, const float* w1, const float* b1,
-                    const float* w2, const float* b2, const float* w3, const float* b3, const float* hyper,
-                    float normalizer_eps, int threads) {
-  Metz design{};
-  for (int k = 0; k < Metz::K; ++k) design.decay[k] = hyper[k];
-  design.rms_decay = hyper[6];
-  design.rsqrt_eps = hyper[7];
-  design.step_mult = hyper[8];
-  design.exp_mult = hyper[9];
-  return mlp_dispatch(design, hidden, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1, nullptr, w2,
-                      b2, w3, b3, normalizer_eps, threads);
-}
-
-// hyper: momentum decays (3), rms decay, adam eps, 1 - beta1^t, 1 - beta2^t, nominal lr, schedule (the head's
-// output this step), log step range (lo, hi).
-int loptim_mlp_generalist(int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets, const float* grad,
-                          const float* param, float* momenta, float* rms, float* out, const float* w1,
-                          const float* b1, const float* w1_tensor, const float* w2, const float* b2, const float* w3,
-                          const float* b3, const float* hyper, float normalizer_eps, int threads) {
-  Generalist design{};
-  for (int k = 0; k < Generalist::K; ++k) design.decay[k] = hyper[k];
-  design.rms_decay = hyper[3];
-  design.adam_eps = hyper[4];
-  design.bias1 = hyper[5];
-  design.bias2 = hyper[6];
-  design.nominal_lr = hyper[7];
-  design.schedule = hyper[8];
-  design.log_lo = hyper[9];
-  design.log_hi = hyper[10];
-  return mlp_dispatch(design, hidden, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1, w1_tensor, w2,
-                      b2, w3, b3, normalizer_eps, threads);
+// design 0: Metz 2019 (w1_tensor null); hyper: momentum decays (6), rms decay, rsqrt eps, step_mult, exp_mult.
+// design 1: the generalist; hyper: momentum decays (3), rms decay, adam eps, 1 - beta1^t, 1 - beta2^t, nominal lr,
+// schedule (the head's output this step), log step range (lo, hi).
+int loptim_mlp(int design, int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets, const float* grad,
+               const float* param, float* momenta, float* rms, float* out, const float* w1, const float* b1,
+               const float* w1_tensor, const float* w2, const float* b2, const float* w3, const float* b3,
+               const float* hyper, float normalizer_eps, int threads) {
+  if (design == 0) {
+    return mlp_dispatch(Metz(hyper), hidden, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1, nullptr,
+                        w2, b2, w3, b3, normalizer_eps, threads);
+  }
+  if (design == 1) {
+    return mlp_dispatch(Generalist(hyper), hidden, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1,
+                        w1_tensor, w2, b2, w3, b3, normalizer_eps, threads);
+  }
+  return -3;  // no such design
 }
 
 // The L2L LSTM update with log-sign preprocessing (p) and U = hidden units (20, as in the paper; others: -2).

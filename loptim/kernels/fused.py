@@ -4,6 +4,7 @@ the optimizers (loptim/optimizers/mlp.py, mlp_generalist.py, lstm.py), whose pur
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import torch
 from torch import Tensor
@@ -12,12 +13,10 @@ from loptim.kernels import load
 
 MLP_HIDDEN = (4, 8, 16, 32)  # widths compiled into the kernel; others run the reference
 LSTM_HIDDEN = (20,)
+MLP_DESIGNS = {"metz2019": 0, "generalist": 1}  # the `design` argument of loptim_mlp
 _POINTER = ctypes.c_void_p
 _ARGTYPES = {
-    "loptim_mlp_metz": [ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    + [_POINTER] * 13
-    + [ctypes.c_float, ctypes.c_int],
-    "loptim_mlp_generalist": [ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    "loptim_mlp": [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     + [_POINTER] * 14
     + [ctypes.c_float, ctypes.c_int],
     "loptim_lstm": [ctypes.c_int, ctypes.c_int64] + [_POINTER] * 12 + [ctypes.c_float, ctypes.c_float, ctypes.c_int],
@@ -42,6 +41,7 @@ def available(supported: bool, *tensors: Tensor) -> bool:
     return load("cpu") is not None
 
 
+@functools.cache
 def _entry(name: str):
     function = getattr(load("cpu"), name)
     function.argtypes, function.restype = _ARGTYPES[name], ctypes.c_int
@@ -49,31 +49,30 @@ def _entry(name: str):
 
 
 def mlp_update(
-    entry: str,
+    design: str,
     hidden: int,
     offsets: Tensor,
     grad: Tensor,
     param: Tensor,
     momenta: Tensor,
     rms: Tensor,
-    weights: list[Tensor],
+    weights: list[Tensor | None],
     hyper: list[float],
     normalizer_eps: float,
     threads: int,
 ) -> Tensor:
-    """Run ENTRY ("loptim_mlp_metz" | "loptim_mlp_generalist") in place on momenta and rms; the flat update.
+    """The MLP optimizer's update of DESIGN ("metz2019" | "generalist") in place on momenta and rms; the flat update.
 
-    `offsets` (T + 1,) int64: where each tensor starts in the flat vector; `weights` in the entry's order (float32,
-    contiguous; the first layer's bias already holds the per-step terms); `hyper` the entry's constants."""
+    `offsets` (T + 1,) int64: where each tensor starts in the flat vector; `weights`: w1, b1 (already holding the
+    per-step terms), w1_tensor (None for metz2019), w2, b2, w3, b3; `hyper` the design's constants (cpu.cpp)."""
     out = torch.empty_like(grad)
     hyper_tensor = torch.tensor(hyper, dtype=torch.float32)
-    weights = [w.detach().to(torch.float32).contiguous() for w in weights]
-    pointers = [t.data_ptr() for t in (grad, param, momenta, rms, out, *weights, hyper_tensor)]
-    code = _entry(entry)(
-        hidden, grad.numel(), offsets.numel() - 1, offsets.data_ptr(), *pointers, normalizer_eps, threads
-    )
+    weights = [None if w is None else w.detach().to(torch.float32).contiguous() for w in weights]
+    pointers = [0 if t is None else t.data_ptr() for t in (grad, param, momenta, rms, out, *weights, hyper_tensor)]
+    code = _entry("loptim_mlp")(MLP_DESIGNS[design], hidden, grad.numel(), offsets.numel() - 1, offsets.data_ptr(),
+                                *pointers, normalizer_eps, threads)  # fmt: skip
     if code != 0:
-        raise RuntimeError(f"{entry} returned {code}")
+        raise RuntimeError(f"loptim_mlp returned {code}")
     return out
 
 

@@ -132,19 +132,23 @@ class MLPOptimizerNet(nn.Module):
         delta = -self.config.step_mult * direction * torch.exp(self.config.exp_mult * magnitude)
         return delta, {"momenta": momenta, "rms": rms}
 
+    @property
+    def has_kernel(self) -> bool:
+        """Whether the fused CPU kernel computes this configuration's update (a compiled width, no ablation)."""
+        return self.config.hidden in fused.MLP_HIDDEN and self.config.ablation is None
+
     def kernel_inputs(
         self, meta_params: dict[str, Tensor], step: int, total_steps: int
-    ) -> tuple[str, list[Tensor], list[float]]:
-        """The fused kernel's entry point, weights and constants for this step (loptim/kernels/mlp_cpu.cpp): the
-        terms `step_flat` computes once per step (the progress bias of the first layer, bias corrections)."""
+    ) -> tuple[list[Tensor | None], list[float]]:
+        """The fused kernel's weights and constants for this step (loptim/kernels/cpu.cpp): the terms `step_flat`
+        computes once per step (the progress bias of the first layer, bias corrections)."""
         config = self.config
         if config.design == "generalist":
-            weights, hyper = generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr)
-            return "loptim_mlp_generalist", weights, hyper
+            return generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr)
         p = {k: v.detach().float() for k, v in meta_params.items()}
         bias1 = p["b1"] + p["w1_time"] @ time_features(step)
         hyper = [*MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, config.step_mult, config.exp_mult]
-        return "loptim_mlp_metz", [p["w1"], bias1, p["w2"], p["b2"], p["w3"], p["b3"]], hyper
+        return [p["w1"], bias1, None, p["w2"], p["b2"], p["w3"], p["b3"]], hyper
 
     def update(
         self,
@@ -186,25 +190,13 @@ class MLPOptimizer(FlatOptimizer):
         flat_param = torch.cat([p.detach().reshape(-1) for p in params]).to(flat_grad.dtype)
         sizes = [p.numel() for p in params]
         state, config = self.flat_state, self.net.config
-        if fused.available(
-            config.hidden in fused.MLP_HIDDEN, flat_grad, *state.values()
-        ):  # the fused CPU kernel of step_flat
+        if fused.available(self.net.has_kernel, flat_grad, *state.values()):  # the fused CPU kernel of step_flat
             if self._offsets is None or self._offsets[0] != sizes:
                 self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
-            entry, weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps)
-            return fused.mlp_update(
-                entry,
-                config.hidden,
-                self._offsets[1],
-                flat_grad,
-                flat_param,
-                state["momenta"],
-                state["rms"],
-                weights,
-                hyper,
-                NORMALIZER_EPS,
-                fused.threads_for(flat_grad.numel()),
-            )
+            weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps)
+            return fused.mlp_update(config.design, config.hidden, self._offsets[1], flat_grad, flat_param,
+                                    state["momenta"], state["rms"], weights, hyper, NORMALIZER_EPS,
+                                    fused.threads_for(flat_grad.numel()))  # fmt: skip
         delta, new = self.net.step_flat(
             self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps
         )

@@ -116,7 +116,7 @@ def kernel_inputs(
     meta_params: dict[str, Tensor], step: int, total_steps: int, nominal_lr: float
 ) -> tuple[list[Tensor], list[float]]:
     """The fused CPU kernel's weights (w1, b1 with the progress bias, w1_tensor, w2, b2, w3, b3) and constants
-    (loptim/kernels/mlp_cpu.cpp, Generalist) for this step: the same terms as `update`."""
+    (loptim/kernels/cpu.cpp, Generalist) for this step: the same terms as `update`."""
     progress = progress_features(step, total_steps, torch.float32, torch.device("cpu"))
     p = {k: v.detach().float() for k, v in meta_params.items()}
     bias1 = p["b1"] + p["w1_time"] @ progress
