@@ -94,7 +94,12 @@ def logit(p: Tensor, eps: float = LOGIT_EPS) -> Tensor:
     return torch.log(p / (1.0 - p))
 
 
-def per_tensor_features(
+# Per-tensor statistics the features are made of, the columns of `tensor_stats` and `stats_from_sums`.
+STAT_NAMES = ("grad_norm", "update_norm", "param_norm", "m_hat_norm", "noise_norm", "fraction_above",
+              "mean_log_abs_update", "cos_grad_momentum", "cos_grad_param", "cos_grad_update")  # fmt: skip
+
+
+def tensor_stats(
     grads: list[Tensor],
     exp_avg: list[Tensor],
     bias_correction1: float,
@@ -102,11 +107,11 @@ def per_tensor_features(
     updates: list[Tensor],
     params: list[Tensor],
     eps: float,
-    lrs: Tensor,
     scratch: tuple[list[Tensor], list[Tensor]] | None = None,
 ) -> Tensor:
-    """The 12 per-tensor features of INNER_FEATURE_NAMES (all but did_grad_clip), averaged over tensors. Works in
-    `scratch` (`feature_scratch(params)`; allocated per call when absent or mismatched), leaving the inputs intact.
+    """The per-tensor statistics of STAT_NAMES, (T, 10) float64, with _foreach ops (the reference; the fused CPU
+    kernel's come from `stats_from_sums`). Works in `scratch` (`feature_scratch(params)`; allocated per call when
+    absent or mismatched), leaving the inputs intact.
 
     m_hat = exp_avg / c1; ||m_hat - g|| is computed as ||exp_avg - c1 g|| / c1, which is exactly 0 at the first
     step (m_hat - g would be rounding noise there, and the noise scale would depend on the loss's scale)."""
@@ -135,7 +140,47 @@ def per_tensor_features(
     cos_gm = _cosines(grads, exp_avg, grad_norm, m_norm * bias_correction1, scratch)
     cos_gp = _cosines(grads, params, grad_norm, p_norm, scratch)
     cos_gu = _cosines(grads, updates, grad_norm, u_norm, scratch)
-    root_dim = sizes.sqrt()
+    return torch.stack(
+        (grad_norm, u_norm, p_norm, m_norm, noise_norm, fraction_above, mean_log_abs_u, cos_gm, cos_gp, cos_gu), dim=1
+    )
+
+
+def stats_from_sums(sums: Tensor, sizes: Tensor, bias_correction1: float) -> Tensor:
+    """STAT_NAMES from the fused kernel's per-tensor sums (T, 10) float64: g.g, u.u, p.p, m.m, |m - c1 g|^2,
+    #(sqrt(v_hat) > eps), sum log(|u| + 1e-8), g.m, g.p, g.u (loptim/kernels/cpu.cpp, loptim_lhopt_moments).
+    Cosines are dot products over norms here (the sums are accumulated in float64), 0 where a tensor vanishes."""
+    grad_norm, u_norm, p_norm, exp_avg_norm, noise = sums[:, :5].clamp_min(0.0).sqrt().unbind(1)
+
+    def cosine(dot: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        vanished = (a < TINY) | (b < TINY)
+        value = (dot / (a.clamp_min(TINY) * b.clamp_min(TINY))).clamp(-1.0, 1.0)
+        return torch.where(vanished, torch.zeros_like(value), value)
+
+    sizes = sizes.to(torch.float64)
+    return torch.stack(
+        (
+            grad_norm,
+            u_norm,
+            p_norm,
+            exp_avg_norm / bias_correction1,
+            noise / bias_correction1,
+            sums[:, 5] / sizes,
+            sums[:, 6] / sizes,
+            cosine(sums[:, 7], grad_norm, exp_avg_norm),
+            cosine(sums[:, 8], grad_norm, p_norm),
+            cosine(sums[:, 9], grad_norm, u_norm),
+        ),
+        dim=1,
+    )
+
+
+def features_from_stats(stats: Tensor, sizes: Tensor, lrs: Tensor) -> Tensor:
+    """The 12 per-tensor features of INNER_FEATURE_NAMES (all but did_grad_clip) from the statistics of
+    STAT_NAMES and the tensors' effective learning rates, averaged over tensors."""
+    grad_norm, u_norm, p_norm, m_norm, noise_norm, fraction_above, mean_log_abs_u, cos_gm, cos_gp, cos_gu = (
+        stats.unbind(1)
+    )
+    root_dim = sizes.to(torch.float64).sqrt()
     per_tensor = torch.stack(
         (
             fraction_above,
@@ -153,6 +198,24 @@ def per_tensor_features(
         )
     )
     return per_tensor.mean(dim=1)
+
+
+def per_tensor_features(
+    grads: list[Tensor],
+    exp_avg: list[Tensor],
+    bias_correction1: float,
+    sqrt_v_hat: list[Tensor],
+    updates: list[Tensor],
+    params: list[Tensor],
+    eps: float,
+    lrs: Tensor,
+    scratch: tuple[list[Tensor], list[Tensor]] | None = None,
+) -> Tensor:
+    """The 12 features of INNER_FEATURE_NAMES (all but did_grad_clip) averaged over tensors, by the reference
+    path: `tensor_stats` then `features_from_stats`."""
+    stats = tensor_stats(grads, exp_avg, bias_correction1, sqrt_v_hat, updates, params, eps, scratch)
+    sizes = torch.tensor([g.numel() for g in grads], dtype=torch.float64)
+    return features_from_stats(stats, sizes, lrs)
 
 
 def identity_feature(values: Tensor) -> Tensor:
