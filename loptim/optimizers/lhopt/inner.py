@@ -107,26 +107,27 @@ def _learning_rates(
     config: InnerConfig,
     state: State,
     params: list[Tensor],
-    update_norms: Tensor | None,
-    param_norms: Tensor | None,
+    update_norms: list[float] | None,
+    param_norms: list[float] | None,
     lr_scales: list[float] | None,
-) -> Tensor:
+) -> list[float]:
     """Per-tensor learning rate: lr (times the tensor's lr_scale), times the trust ratio ||p|| / EMA(||u||)
-    (>= min_trust) on matrices, from the tensors' update and parameter norms (float64, unused without the trust
-    ratio); a float64 CPU vector."""
-    lr = torch.full((len(params),), hparams.lr, dtype=torch.float64)
-    if lr_scales is not None:
-        lr = lr * torch.tensor(lr_scales, dtype=torch.float64)
+    (>= min_trust) on matrices, from the tensors' update and parameter norms (unused without the trust ratio).
+    In Python floats: the same float64 arithmetic as on tensors, without ~10 us per tensor operation."""
+    lrs = [hparams.lr] * len(params) if lr_scales is None else [hparams.lr * scale for scale in lr_scales]
     if not config.trust_ratio:
-        return lr
+        return lrs
     beta = 1.0 - hparams.trust_one_minus_beta
-    state["update_norm_ema"] = beta * state["update_norm_ema"] + (1.0 - beta) * update_norms
-    state["update_norm_correction"] = beta * state["update_norm_correction"] + (1.0 - beta)
-    update_norm_hat = state["update_norm_ema"] / state["update_norm_correction"]
-    is_matrix = torch.tensor([p.dim() > 1 for p in params])
-    applies = is_matrix & (param_norms >= NORM_FLOOR) & (update_norm_hat >= NORM_FLOOR)
-    trust = (param_norms / update_norm_hat.clamp_min(NORM_FLOOR)).clamp_min(config.min_trust)
-    return torch.where(applies, lr * trust, lr)
+    ema = [beta * e + (1.0 - beta) * u for e, u in zip(state["update_norm_ema"].tolist(), update_norms)]
+    state["update_norm_ema"] = torch.tensor(ema, dtype=torch.float64)
+    correction = state["update_norm_correction"] = beta * state["update_norm_correction"] + (1.0 - beta)
+    rates = []
+    for lr, p, e, p_norm in zip(lrs, params, ema, param_norms):
+        u_hat = e / correction
+        if p.dim() > 1 and p_norm >= NORM_FLOOR and u_hat >= NORM_FLOOR:
+            lr = lr * max(p_norm / max(u_hat, NORM_FLOOR), config.min_trust)
+        rates.append(lr)
+    return rates
 
 
 def _norms(tensors: list[Tensor]) -> Tensor:
@@ -187,14 +188,13 @@ def inner_step(
             torch._foreach_add_(updates, params, alpha=hparams.weight_decay)
         else:
             torch._foreach_add_(updates, torch._foreach_mul(params, decays))
-    norms = (_norms(updates), _norms(params)) if config.trust_ratio else (None, None)
-    lrs = _learning_rates(hparams, config, state, params, *norms, lr_scales)
+    norms = (_norms(updates).tolist(), _norms(params).tolist()) if config.trust_ratio else (None, None)
+    lr_list = _learning_rates(hparams, config, state, params, *norms, lr_scales)
     features = None
     if with_features:
         stats = tensor_stats(grads, exp_avg, state["bias_correction1"], sqrt_v_hat, updates, params, hparams.eps,
                              scratch)  # fmt: skip
-        features = features_from_stats(stats, _sizes(params), lrs)
-    lr_list = lrs.tolist()
+        features = features_from_stats(stats, _sizes(params), torch.tensor(lr_list, dtype=torch.float64))
     if not config.weight_decay_in_update:
         torch._foreach_mul_(params, [1.0 - lr * decay for lr, decay in zip(lr_list, decays)])
     torch._foreach_mul_(updates, [-lr for lr in lr_list])
@@ -235,10 +235,12 @@ def _fused_step(
     chosen: list[Tensor] = []
 
     def learning_rates(sums: Tensor | None) -> tuple[list[float], list[float]]:
-        norms = (sums[:, 1].sqrt(), sums[:, 2].sqrt()) if sums is not None else (None, None)
-        lrs = _learning_rates(hparams, config, state, params, *norms, lr_scales)
-        chosen.append(lrs)
-        lr_list = lrs.tolist()
+        norms = (None, None)
+        if sums is not None:
+            squares = sums[:, 1:3].tolist()
+            norms = ([math.sqrt(u) for u, _ in squares], [math.sqrt(p) for _, p in squares])
+        lr_list = _learning_rates(hparams, config, state, params, *norms, lr_scales)
+        chosen.append(lr_list)
         if config.weight_decay_in_update:
             return lr_list, [1.0] * len(params)
         return lr_list, [1.0 - lr * decay for lr, decay in zip(lr_list, decays)]
@@ -250,7 +252,8 @@ def _fused_step(
     if not with_features:
         return None
     sizes = _sizes(params)
-    return features_from_stats(stats_from_sums(sums, sizes, state["bias_correction1"]), sizes, chosen[0])
+    lrs = torch.tensor(chosen[0], dtype=torch.float64)
+    return features_from_stats(stats_from_sums(sums, sizes, state["bias_correction1"]), sizes, lrs)
 
 
 __all__ = [
