@@ -210,3 +210,37 @@ def test_lhopt_inner_step_kernel_matches_the_reference(monkeypatch, config_name,
         assert (a is None) == (b is None)
         if a is not None:  # the reference sums log(|u| + 1e-8) + 18.4 in float32: mean_log_abs_update to ~1e-4
             torch.testing.assert_close(a, b, rtol=1e-4, atol=3e-4)
+
+
+def _lhopt_run(monkeypatch, kernels: str) -> tuple[list[torch.Tensor], list[list[int]]]:
+    """30 steps of loptim.LHOPT (shipped policy, 10 decisions) on a small regression with two param groups."""
+    import loptim
+
+    monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 3e-3, "weight_decay": 0.0}]
+    opt = loptim.LHOPT(groups, total_steps=30, decisions=10)
+    actions = []
+    opt._act, act = (lambda obs: actions.append(act(obs)) or actions[-1]), opt._act
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 6, generator=g), torch.randn(64, 1, generator=g)
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step(loss)
+    return [p.detach().clone() for p in model.parameters()], actions
+
+
+def test_the_lhopt_shell_runs_the_kernel_and_agrees_with_the_reference(monkeypatch):
+    calls = []
+    step_kernel = fused.lhopt_step
+    monkeypatch.setattr(fused, "lhopt_step", lambda *a, **k: calls.append(1) or step_kernel(*a, **k))
+    fast, fast_actions = _lhopt_run(monkeypatch, "1")
+    assert len(calls) == 30
+    reference, reference_actions = _lhopt_run(monkeypatch, "0")
+    assert len(calls) == 30 and len(fast_actions) == 9
+    assert fast_actions == reference_actions  # the policy saw the same observations, to its choices
+    for a, b in zip(fast, reference):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
