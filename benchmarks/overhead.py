@@ -274,7 +274,8 @@ NAMES = {
     "mlp-naive": "mlp-naive (nn.Sequential, whole batch)",
     "generalist": "mlp, generalist design (fused kernel)",
     "generalist-reference": "mlp, generalist design (PyTorch reference)",
-    "lhopt": "lhopt (AdamW + policy, amortized)",
+    "lhopt": "lhopt (AdamW + policy, amortized; fused kernel)",
+    "lhopt-reference": "lhopt (AdamW + policy, amortized; PyTorch reference)",
 }
 
 
@@ -301,7 +302,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = ["adam", "lstm", "lstm-reference", "lstm-naive", "mlp", "mlp-reference", "mlp-naive", "generalist",
-             "generalist-reference", "lhopt"]  # fmt: skip
+             "generalist-reference", "lhopt", "lhopt-reference"]  # fmt: skip
     rows = []
     peak = matmul_gflops(args.reps)
     for size, (_, width) in SIZES.items():
@@ -324,10 +325,10 @@ def main() -> None:
         peak = max(peak, statistics.median(matmul_times))
         copy = statistics.median(copy_times)
         for name in names:
-            seconds = statistics.median(times[name]) / (LHOPT_INTERVAL if name == "lhopt" else 1)
+            seconds = statistics.median(times[name]) / (LHOPT_INTERVAL if name.startswith("lhopt") else 1)
             per_coordinate = {"lstm": LSTM_FLOPS_PER_COORDINATE, "mlp": MLP_FLOPS_PER_COORDINATE,
                               "generalist": GENERALIST_FLOPS_PER_COORDINATE}  # fmt: skip
-            flops = per_coordinate[name.split("-")[0]] * n if name not in ("adam", "lhopt") else None
+            flops = per_coordinate[name.split("-")[0]] * n if name.split("-")[0] in per_coordinate else None
             moved = GENERALIST_BYTES_PER_COORDINATE * n / seconds / 1e9 if name.startswith("generalist") else None
             rows.append(
                 {

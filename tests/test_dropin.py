@@ -11,7 +11,7 @@ from torch import nn
 
 import loptim
 from loptim.errors import DivergedError, WeightsError
-from loptim.optimizers.flat import DEFERRED_CHECK_EVERY, meta_sha256
+from loptim.optimizers.flat import DEFERRED_CHECK_EVERY, all_finite, meta_sha256
 from loptim.optimizers.lhopt import MissingLossError
 from loptim.optimizers.versions import StateDictError
 from loptim.pretrained import load_learned
@@ -255,6 +255,18 @@ def test_non_finite_input_never_reaches_the_model(kind, bad):
     assert skipping.skipped_steps == 1
     train(skipping, net, 2)  # and it goes on
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_all_finite_is_exact_where_the_cheap_sum_overflows():
+    """The shells' finiteness check sums first; finite entries whose sum overflows must still count as finite."""
+    huge = torch.full((4,), 3e38)
+    assert not torch.isfinite(huge.sum())
+    assert bool(all_finite(huge))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        values = torch.randn(1000)
+        values[517] = bad
+        assert not bool(all_finite(values))
+    assert bool(all_finite(torch.randn(1000)))
 
 
 @pytest.mark.parametrize("kind", ("lstm", "mlp"))

@@ -163,3 +163,84 @@ def test_the_lstm_shell_runs_the_kernel_and_agrees_with_the_reference(monkeypatc
     # Per step the two agree to ~1e-5 (above); ten steps of training amplify that through log|g| and the cell state.
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+LHOPT_SIZES = [(130, 300), (7,), (40000,), (1,)]  # blocks of 16,384 straddle the 40,000; a 1-element tensor
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("config_name", ["published", "plain"])
+def test_lhopt_inner_step_kernel_matches_the_reference(monkeypatch, config_name, threads):
+    """Moments, parameters, clipping, trust-ratio EMA and every per-parameter feature over steps whose gradients
+    span decades (clipping engages when they grow), with per-tensor learning-rate scales and weight decays."""
+    from loptim.optimizers.lhopt.inner import PLAIN_ADAMW, PUBLISHED, InnerHParams, init_inner_state, inner_step
+
+    config = PUBLISHED if config_name == "published" else PLAIN_ADAMW
+    monkeypatch.setattr(fused, "threads_for", lambda n: threads)
+    g = torch.Generator().manual_seed(5)
+    params = [torch.randn(*shape, generator=g) for shape in LHOPT_SIZES]
+    calls = []
+    step_kernel = fused.lhopt_step
+    monkeypatch.setattr(fused, "lhopt_step", lambda *a, **k: calls.append(1) or step_kernel(*a, **k))
+    runs = {}
+    for kernels in ("1", "0"):
+        monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+        g.manual_seed(6)
+        ours = [p.clone() for p in params]
+        state = init_inner_state(ours)
+        trace = []
+        for step in range(8):
+            grads = [torch.randn(p.shape, generator=g) * 10.0 ** (step % 4 - 2) for p in ours]
+            hparams = InnerHParams(lr=1e-2, weight_decay=0.1 if step % 2 else 0.0)
+            scales = {"lr_scales": [1.0, 0.5, 2.0, 1.0], "weight_decays": [0.1, 0.0, 0.2, 0.1]}
+            clipped, features = inner_step(hparams, config, state, ours, grads, with_features=step % 3 == 0, **scales)
+            trace.append((clipped, features))
+        runs[kernels] = (ours, state, trace)
+    assert len(calls) == 8  # every step of the first run went through the kernel, none of the reference's
+    (got, got_state, got_trace), (want, want_state, want_trace) = runs["1"], runs["0"]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for key in ("exp_avg", "exp_avg_sq"):
+        for a, b in zip(got_state[key], want_state[key]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max()))
+    torch.testing.assert_close(got_state["update_norm_ema"], want_state["update_norm_ema"], rtol=1e-5, atol=0.0)
+    assert [c for c, _ in got_trace] == [c for c, _ in want_trace]
+    assert any(c for c, _ in want_trace) == config.rolling_max_clip
+    for (_, a), (_, b) in zip(got_trace, want_trace):
+        assert (a is None) == (b is None)
+        if a is not None:  # the reference sums log(|u| + 1e-8) + 18.4 in float32: mean_log_abs_update to ~1e-4
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=3e-4)
+
+
+def _lhopt_run(monkeypatch, kernels: str) -> tuple[list[torch.Tensor], list[list[int]]]:
+    """30 steps of loptim.LHOPT (shipped policy, 10 decisions) on a small regression with two param groups."""
+    import loptim
+
+    monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 3e-3, "weight_decay": 0.0}]
+    opt = loptim.LHOPT(groups, total_steps=30, decisions=10)
+    actions = []
+    opt._act, act = (lambda obs: actions.append(act(obs)) or actions[-1]), opt._act
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 6, generator=g), torch.randn(64, 1, generator=g)
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step(loss)
+    return [p.detach().clone() for p in model.parameters()], actions
+
+
+def test_the_lhopt_shell_runs_the_kernel_and_agrees_with_the_reference(monkeypatch):
+    calls = []
+    step_kernel = fused.lhopt_step
+    monkeypatch.setattr(fused, "lhopt_step", lambda *a, **k: calls.append(1) or step_kernel(*a, **k))
+    fast, fast_actions = _lhopt_run(monkeypatch, "1")
+    assert len(calls) == 30
+    reference, reference_actions = _lhopt_run(monkeypatch, "0")
+    assert len(calls) == 30 and len(fast_actions) == 9
+    assert fast_actions == reference_actions  # the policy saw the same observations, to its choices
+    for a, b in zip(fast, reference):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

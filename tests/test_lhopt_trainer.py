@@ -60,9 +60,16 @@ def test_tiny_recipe_runs_logs_and_exports(whole_run):
     assert card["recipe"]["name"] == "tiny-lhopt" and card["seed"] == 0 and card["best_epoch"] == ckpt["best_epoch"]
     assert card["command"].startswith("loptim --threads 1 meta-train lhopt --recipe tiny-lhopt")
     assert card["finished"] and "git_commit" in card and "log(L_ref / L_policy)" in card["reward"]
+    assert "held fixed" in card["reward"]  # this recipe's reference run keeps the initial hyperparameters
     initial = make_policy(RECIPES.get("tiny-lhopt")).state_dict()
     assert any(not torch.equal(initial[k], v) for k, v in ckpt["policy"].items())  # PPO changed the policy
     assert float(ckpt["policy"]["input_count"]) > 0  # the normalizer saw the observations
+
+
+def test_the_card_names_the_strong_reference_of_a_tuned_recipe():
+    from loptim.meta.lhopt_trainer import reward_definition
+
+    assert "warm-up then cosine" in reward_definition("tuned") and "held fixed" not in reward_definition("tuned")
 
 
 def test_resume_after_interruption_is_bit_for_bit(whole_run, tmp_path):

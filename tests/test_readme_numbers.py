@@ -26,7 +26,7 @@ def _stats(stats: dict) -> str:
 
 def test_l2l_table_rows_match_their_results():
     lines = _script("benchmarks/l2l/reproduce.py").committed_lines()
-    assert len(lines) == 8
+    assert len(lines) == 9
     for line in lines:
         assert line in README, line
 
@@ -78,3 +78,17 @@ def test_suite_tables_match_suite_json():
                                 "| tasks diverged |"):]  # fmt: skip
     for line in (line for line in summary if line.startswith("| ")):
         assert line in README, line
+
+
+def test_candidate_suite_summary_matches_its_suite_json():
+    """The README's table of the campaigns' candidates comes from benchmarks/suite/results/candidates."""
+    from loptim.evaluate.suite_report import table_markdown
+
+    results = json.loads((ROOT / "benchmarks/suite/results/candidates/suite.json").read_text())
+    table = table_markdown(results).splitlines()
+    start = next(i for i, line in enumerate(table) if line.startswith("| optimizer | tasks |"))
+    summary = [line for line in table[start + 2 :] if line.startswith("| ")]
+    assert len(summary) == len(results["summary"]) == 4
+    for line in summary:
+        assert line in README, line
+

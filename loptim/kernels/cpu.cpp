@@ -175,6 +175,7 @@ constexpr int V = TILE / 8;
 template <int K>
 struct Tile {
   alignas(32) float g[TILE], p[TILE], m[K][TILE], v[TILE];
+  alignas(32) float aux[TILE];  // a design's per-coordinate term, computed by features() for delta()
 
   void read(const float* grad, const float* param, const float* momenta, const float* rms, int64_t n, int64_t lo,
             int width) {
@@ -209,7 +210,7 @@ struct Metz {
     for (int k = 0; k < K; ++k) decay[k] = h[k];
   }
 
-  void features(const Tile<K>& t, v8* x) const {
+  void features(Tile<K>& t, v8* x) const {
     for (int b = 0; b < V; ++b) {
       const v8 g = load(t.g + 8 * b);
       const v8 r = 1.0f / vsqrt(load(t.v + 8 * b) + rsqrt_eps);
@@ -236,10 +237,13 @@ struct Generalist {
     for (int k = 0; k < K; ++k) decay[k] = h[k];
   }
 
-  v8 inverse(const Tile<K>& t, int b) const { return 1.0f / (vsqrt(load(t.v + 8 * b) / bias2) + adam_eps); }
-  void features(const Tile<K>& t, v8* x) const {
+  // 1 / (sqrt(v / bias2) + eps), stored in t.aux for delta(): one square root and a reciprocal estimate with a
+  // Newton step per coordinate (no division).
+  void features(Tile<K>& t, v8* x) const {
+    const float inv_bias2 = 1.0f / bias2;
     for (int b = 0; b < V; ++b) {
-      const v8 inv = inverse(t, b), g = load(t.g + 8 * b);
+      const v8 inv = vrcp(vsqrt(load(t.v + 8 * b) * inv_bias2) + adam_eps), g = load(t.g + 8 * b);
+      store(t.aux + 8 * b, inv);
       x[0 * V + b] = g;
       x[1 * V + b] = load(t.p + 8 * b);
       for (int k = 0; k < K; ++k) x[(2 + k) * V + b] = load(t.m[k] + 8 * b);
@@ -248,7 +252,7 @@ struct Generalist {
     }
   }
   v8 delta(v8 d, v8 s, const Tile<K>& t, int b) const {
-    const v8 nominal = load(t.m[0] + 8 * b) / bias1 * inverse(t, b);
+    const v8 nominal = load(t.m[0] + 8 * b) * (1.0f / bias1) * load(t.aux + 8 * b);
     const v8 log_step = vmin(vmax(schedule + s, splat(log_lo)), splat(log_hi));
     return -nominal_lr * vexp(log_step) * (nominal + d);
   }
@@ -440,6 +444,122 @@ int lstm_run(int64_t n, const float* grad, float* h1, float* c1, float* h2, floa
   return 0;
 }
 
+
+// ---- LHOPT's inner AdamW ------------------------------------------------------------------------------------------
+// The reference is inner_step (loptim/optimizers/lhopt/inner.py) and the per-tensor statistics of
+// features.tensor_stats. Work is split into jobs of at most LHOPT_BLOCK coordinates of one tensor; every job keeps
+// its own sums (float vectors flushed to double every LHOPT_FLUSH vectors), added in job order afterwards, so the
+// result does not depend on the thread count.
+constexpr int64_t LHOPT_BLOCK = 1 << 14;
+constexpr int LHOPT_FLUSH = 64;
+// Per tensor: g.g, u.u, p.p, m.m, |m - c1 g|^2, #(sqrt(v_hat) - eps > 0), sum log(|u| + 1e-8), g.m, g.p, g.u
+// (g the clipped gradient, m and v the new moments, u the pre-learning-rate update, p before the step).
+constexpr int LHOPT_SUMS = 10;
+
+struct LhoptConstants {
+  float clip, beta1, one_minus_beta1, beta2, one_minus_beta2, sqrt_bias2, eps, bias1;
+  bool adamax;
+  explicit LhoptConstants(const float* h, int adamax_denominator)
+      : clip(h[0]), beta1(h[1]), one_minus_beta1(h[2]), beta2(h[3]), one_minus_beta2(h[4]), sqrt_bias2(h[5]),
+        eps(h[6]), bias1(h[7]), adamax(adamax_denominator != 0) {}
+
+  // sqrt(v_hat): v itself for the AdaMax denominator (no bias correction, as published), else sqrt(v) / sqrt(c2).
+  v8 sqrt_v_hat(v8 v) const { return adamax ? v : vsqrt(v) / sqrt_bias2; }
+  // m_hat / (sqrt(v_hat) + eps) + wd p
+  v8 update(v8 m, v8 v, v8 p, float decay_in_update) const {
+    return m / ((sqrt_v_hat(v) + eps) * bias1) + decay_in_update * p;
+  }
+};
+
+// x as computed, never fused into a following multiply-add (where a rounding must match the reference's).
+inline v8 rounded(v8 x) {
+  asm("" : "+x"(x));
+  return x;
+}
+
+struct LhoptJob {
+  int64_t tensor, lo, hi;
+};
+
+std::vector<LhoptJob> lhopt_jobs(int64_t n_tensors, const int64_t* sizes) {
+  std::vector<LhoptJob> jobs;
+  for (int64_t t = 0; t < n_tensors; ++t) {
+    for (int64_t lo = 0; lo < sizes[t]; lo += LHOPT_BLOCK) jobs.push_back({t, lo, std::min(lo + LHOPT_BLOCK, sizes[t])});
+  }
+  return jobs;
+}
+
+inline v8 load_part(const float* p, int width) {
+  if (width == 8) return load(p);
+  alignas(32) float padded[8] = {};
+  std::memcpy(padded, p, sizeof(float) * width);
+  return load(padded);
+}
+inline void store_part(float* p, v8 v, int width) {
+  if (width == 8) return store(p, v);
+  alignas(32) float padded[8];
+  store(padded, v);
+  std::memcpy(p, padded, sizeof(float) * width);
+}
+
+// Pass 1 over one job: the moments in place and the job's sums (all ten with Stats, else u.u and p.p); with Apply
+// (a learning rate that does not depend on the sums) the parameter step too, p <- decay p - lr u.
+template <bool Stats, bool Apply>
+void lhopt_moments_job(const LhoptConstants& k, int64_t lo, int64_t hi, float* p, const float* g, float* m, float* v,
+                       float decay_in_update, float lr, float decay, double* sums) {
+  v8 acc[LHOPT_SUMS] = {};
+  int pending = 0;
+  const auto flush = [&]() {
+    for (int s = 0; s < LHOPT_SUMS; ++s) {
+      for (int l = 0; l < 8; ++l) sums[s] += acc[s][l];
+      acc[s] = v8{};
+    }
+    pending = 0;
+  };
+  for (int64_t i = lo; i < hi; i += 8) {
+    const int width = static_cast<int>(std::min<int64_t>(8, hi - i));
+    const v8 gv = load_part(g + i, width) * k.clip, pv = load_part(p + i, width);
+    const v8 mv = k.beta1 * load_part(m + i, width) + k.one_minus_beta1 * gv;
+    const v8 old_v = load_part(v + i, width);
+    const v8 vv = k.adamax ? vmax(k.beta2 * old_v, vmax(gv, -gv)) : k.beta2 * old_v + k.one_minus_beta2 * gv * gv;
+    store_part(m + i, mv, width);
+    store_part(v + i, vv, width);
+    const v8 u = k.update(mv, vv, pv, decay_in_update);
+    acc[1] += u * u;
+    acc[2] += pv * pv;
+    if constexpr (Stats) {
+      const v8 noise = mv - rounded(k.bias1 * gv);  // exactly 0 at the first step, as the reference's
+      const v8 above = (k.sqrt_v_hat(vv) - k.eps) > 0.0f ? splat(1.0f) : v8{};
+      v8 log_u = vlog(vmax(u, -u) + 1e-8f);
+      if (width < 8) {
+        for (int l = width; l < 8; ++l) log_u[l] = 0.0f;
+      }
+      acc[0] += gv * gv;
+      acc[3] += mv * mv;
+      acc[4] += noise * noise;
+      acc[5] += above;
+      acc[6] += log_u;
+      acc[7] += gv * mv;
+      acc[8] += gv * pv;
+      acc[9] += gv * u;
+    }
+    if constexpr (Apply) store_part(p + i, decay * pv - lr * u, width);
+    if (++pending == LHOPT_FLUSH) flush();
+  }
+  flush();
+}
+
+// Pass 2 over one job: p <- decay p - lr u, u recomputed from the new moments and the parameter before the step.
+void lhopt_apply_job(const LhoptConstants& k, int64_t lo, int64_t hi, float* p, const float* m, const float* v,
+                     float decay_in_update, float lr, float decay) {
+  for (int64_t i = lo; i < hi; i += 8) {
+    const int width = static_cast<int>(std::min<int64_t>(8, hi - i));
+    const v8 pv = load_part(p + i, width);
+    const v8 u = k.update(load_part(m + i, width), load_part(v + i, width), pv, decay_in_update);
+    store_part(p + i, decay * pv - lr * u, width);
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -468,6 +588,59 @@ int loptim_lstm(int hidden, int64_t n, const float* grad, float* h1, float* c1, 
                 const float* bout, float p, float output_scale, int threads) {
   if (hidden != 20) return -2;
   return lstm_run<20>(n, grad, h1, c1, h2, c2, out, w1, b1, w2, b2, wout, bout, p, output_scale, threads);
+}
+
+// LHOPT's inner AdamW, pass 1, over n_tensors tensors given by pointer arrays: the moments m, v in place and the
+// per-tensor sums (n_tensors x LHOPT_SUMS doubles; all ten when stats, else only u.u and p.p are filled). With lr
+// non-null the parameter step happens in this pass (p <- decay p - lr u; the learning rate does not depend on the
+// sums). constants: gradient clip coefficient, beta1, 1 - beta1, beta2, 1 - beta2, sqrt(c2), eps, c1.
+// decay_in_update, lr, decay: per tensor.
+int loptim_lhopt_moments(int64_t n_tensors, const int64_t* sizes, float* const* p, const float* const* g,
+                         float* const* m, float* const* v, const float* constants, int adamax, int stats,
+                         const float* decay_in_update, const float* lr, const float* decay, double* sums,
+                         int threads) {
+  if (threads < 1) return -1;
+  const LhoptConstants k(constants, adamax);
+  const std::vector<LhoptJob> jobs = lhopt_jobs(n_tensors, sizes);
+  const int64_t n_jobs = static_cast<int64_t>(jobs.size());
+  std::vector<double> partial(static_cast<size_t>(n_jobs) * LHOPT_SUMS, 0.0);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t j = 0; j < n_jobs; ++j) {
+    const LhoptJob& job = jobs[j];
+    const int64_t t = job.tensor;
+    double* out = partial.data() + j * LHOPT_SUMS;
+    const float l = lr ? lr[t] : 0.0f, d = lr ? decay[t] : 1.0f;
+    if (stats && lr) {
+      lhopt_moments_job<true, true>(k, job.lo, job.hi, p[t], g[t], m[t], v[t], decay_in_update[t], l, d, out);
+    } else if (stats) {
+      lhopt_moments_job<true, false>(k, job.lo, job.hi, p[t], g[t], m[t], v[t], decay_in_update[t], l, d, out);
+    } else if (lr) {
+      lhopt_moments_job<false, true>(k, job.lo, job.hi, p[t], g[t], m[t], v[t], decay_in_update[t], l, d, out);
+    } else {
+      lhopt_moments_job<false, false>(k, job.lo, job.hi, p[t], g[t], m[t], v[t], decay_in_update[t], l, d, out);
+    }
+  }
+  std::fill(sums, sums + n_tensors * LHOPT_SUMS, 0.0);
+  for (int64_t j = 0; j < n_jobs; ++j) {
+    for (int s = 0; s < LHOPT_SUMS; ++s) sums[jobs[j].tensor * LHOPT_SUMS + s] += partial[j * LHOPT_SUMS + s];
+  }
+  return 0;
+}
+
+// LHOPT's inner AdamW, pass 2: p <- decay p - lr u per tensor, after pass 1 (whose constants it takes).
+int loptim_lhopt_apply(int64_t n_tensors, const int64_t* sizes, float* const* p, float* const* m, float* const* v,
+                       const float* constants, int adamax, const float* decay_in_update, const float* lr,
+                       const float* decay, int threads) {
+  if (threads < 1) return -1;
+  const LhoptConstants k(constants, adamax);
+  const std::vector<LhoptJob> jobs = lhopt_jobs(n_tensors, sizes);
+  const int64_t n_jobs = static_cast<int64_t>(jobs.size());
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t j = 0; j < n_jobs; ++j) {
+    const int64_t t = jobs[j].tensor;
+    lhopt_apply_job(k, jobs[j].lo, jobs[j].hi, p[t], m[t], v[t], decay_in_update[t], lr[t], decay[t]);
+  }
+  return 0;
 }
 
 }  // extern "C"

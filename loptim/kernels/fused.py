@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -20,7 +21,14 @@ _ARGTYPES = {
     + [_POINTER] * 14
     + [ctypes.c_float, ctypes.c_int],
     "loptim_lstm": [ctypes.c_int, ctypes.c_int64] + [_POINTER] * 12 + [ctypes.c_float, ctypes.c_float, ctypes.c_int],
+    "loptim_lhopt_moments": [ctypes.c_int64]
+    + [_POINTER] * 6
+    + [ctypes.c_int, ctypes.c_int]
+    + [_POINTER] * 4
+    + [ctypes.c_int],
+    "loptim_lhopt_apply": [ctypes.c_int64] + [_POINTER] * 5 + [ctypes.c_int] + [_POINTER] * 3 + [ctypes.c_int],
 }
+LHOPT_SUMS = 10  # per-tensor sums of loptim_lhopt_moments (cpu.cpp; features.stats_from_sums reads them)
 
 
 MIN_COORDINATES_PER_THREAD = 1 << 15  # below this a second thread costs more in start-up than it saves
@@ -60,12 +68,14 @@ def mlp_update(
     hyper: list[float],
     normalizer_eps: float,
     threads: int,
+    out: Tensor | None = None,
 ) -> Tensor:
     """The MLP optimizer's update of DESIGN ("metz2019" | "generalist") in place on momenta and rms; the flat update.
 
     `offsets` (T + 1,) int64: where each tensor starts in the flat vector; `weights`: w1, b1 (already holding the
-    per-step terms), w1_tensor (None for metz2019), w2, b2, w3, b3; `hyper` the design's constants (cpu.cpp)."""
-    out = torch.empty_like(grad)
+    per-step terms), w1_tensor (None for metz2019), w2, b2, w3, b3; `hyper` the design's constants (cpu.cpp);
+    `out`: where to write the update (a fresh tensor when None)."""
+    out = torch.empty_like(grad) if out is None else out
     hyper_tensor = torch.tensor(hyper, dtype=torch.float32)
     weights = [None if w is None else w.detach().to(torch.float32).contiguous() for w in weights]
     pointers = [0 if t is None else t.data_ptr() for t in (grad, param, momenta, rms, out, *weights, hyper_tensor)]
@@ -84,10 +94,11 @@ def lstm_update(
     p: float,
     output_scale: float,
     threads: int,
+    out: Tensor | None = None,
 ) -> Tensor:
     """The L2L LSTM step on flat `grad`, state (h1, c1, h2, c2) updated in place; `weights` in lstm._scaled's
     layout (cell-input rows x2). Returns the flat update (output_scale x the output layer)."""
-    out = torch.empty_like(grad)
+    out = torch.empty_like(grad) if out is None else out
     names = ("w1", "b1", "w2", "b2", "wout", "bout")
     tensors = [weights[k].detach().to(torch.float32).contiguous() for k in names]
     pointers = [t.data_ptr() for t in (grad, state["h1"], state["c1"], state["h2"], state["c2"], out, *tensors)]
@@ -95,3 +106,48 @@ def lstm_update(
     if code != 0:
         raise RuntimeError(f"loptim_lstm returned {code}")
     return out
+
+
+def _array(kind: type, values: list) -> ctypes.Array:
+    """A C array of `values` (cheaper than a tensor for the few numbers a call takes)."""
+    return (kind * len(values))(*values)
+
+
+def lhopt_step(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg: list[Tensor],
+    exp_avg_sq: list[Tensor],
+    constants: list[float],
+    adamax: bool,
+    stats: bool,
+    decay_in_update: list[float],
+    learning_rates: Callable[[Tensor], tuple[list[float], list[float]]] | tuple[list[float], list[float]],
+    threads: int,
+) -> Tensor:
+    """LHOPT's inner AdamW step (cpu.cpp, loptim_lhopt_*) on float32 CPU tensors, in place on the parameters and
+    moments; returns the per-tensor sums (T, LHOPT_SUMS) float64.
+
+    `constants`: clip coefficient, beta1, 1 - beta1, beta2, 1 - beta2, sqrt(c2), eps, c1. `learning_rates`: the
+    per-tensor (lr, decay) lists, p <- decay p - lr u; a function of the sums when they depend on them (the trust
+    ratio: two passes), else the lists themselves (one pass)."""
+    n = len(params)
+    sizes = _array(ctypes.c_int64, [p.numel() for p in params])
+    lists = (params, grads, exp_avg, exp_avg_sq)
+    p_ptr, g_ptr, m_ptr, v_ptr = (_array(_POINTER, [t.data_ptr() for t in ts]) for ts in lists)
+    sums = torch.empty(n, LHOPT_SUMS, dtype=torch.float64)
+    hyper = _array(ctypes.c_float, constants)
+    in_update = _array(ctypes.c_float, decay_in_update)
+    one_pass = not callable(learning_rates)
+    lr, decay = (_array(ctypes.c_float, x) for x in learning_rates) if one_pass else (None, None)
+    code = _entry("loptim_lhopt_moments")(n, sizes, p_ptr, g_ptr, m_ptr, v_ptr, hyper, int(adamax), int(stats),
+                                          in_update, lr, decay, sums.data_ptr(), threads)  # fmt: skip
+    if code != 0:
+        raise RuntimeError(f"loptim_lhopt_moments returned {code}")
+    if not one_pass:
+        lr, decay = (_array(ctypes.c_float, x) for x in learning_rates(sums))
+        code = _entry("loptim_lhopt_apply")(n, sizes, p_ptr, m_ptr, v_ptr, hyper, int(adamax), in_update, lr, decay,
+                                            threads)  # fmt: skip
+        if code != 0:
+            raise RuntimeError(f"loptim_lhopt_apply returned {code}")
+    return sums

@@ -39,11 +39,19 @@ from loptim.optimizers.lhopt import ACTION_HEADS, HEAD_SIZES, OBS_DIM, ActorCrit
 
 UPDATE_SALT = 0x51ED27  # the PPO minibatch order's seed part, distinct from every episode index
 HELD_OUT_TASKS = ("fashion-cnn", "shakespeare-char", "movielens-gmf", "movielens-neumf")  # docs/design.md table
-REWARD_DEFINITION = (
-    "return clip(log(L_ref / L_policy), -3, 3), gamma 1: final validation loss of a reference run (same task, seed "
-    "and batches, initial hyperparameters held fixed) over the policy's; diverged = inf loss; paid out per decision "
-    "by potential-based shaping on the paired window training-loss log-ratios (docs/lhopt.md)"
-)
+REFERENCE_RUNS = {
+    "fixed": "initial hyperparameters held fixed",
+    "tuned": "AdamW at a learning rate swept per family and length bucket, linear warm-up then cosine to 0",
+}
+
+
+def reward_definition(reference: str) -> str:
+    """The reward, in words, for a recipe's `reference` ("fixed" or "tuned"), for the weights' card."""
+    return (
+        "return clip(log(L_ref / L_policy), -3, 3), gamma 1: final validation loss of a reference run (same task, "
+        f"seed and batches, {REFERENCE_RUNS[reference]}) over the policy's; diverged = inf loss; paid out per "
+        "decision by potential-based shaping on the paired window training-loss log-ratios (docs/lhopt.md)"
+    )
 
 
 def eval_seed(index: int) -> int:
@@ -357,7 +365,7 @@ class LHOPTTrainer(EpochLoop):
             "optimizer": "lhopt (Almeida et al. 2021)",
             "meta_trained_on": meta_training_tasks(recipe),
             "held_out": {"tasks": list(HELD_OUT_TASKS), "data_never_sampled": list(HELD_OUT_DATA)},
-            "reward": REWARD_DEFINITION,
+            "reward": reward_definition(recipe.reference),
             "selection_score": {"mean_greedy_reward_eval_episodes": self.best_score, "episodes": recipe.eval_rollouts},
         }
         return self.write_weights(self.kind, policy, asdict(policy_config(recipe)), fields, command)

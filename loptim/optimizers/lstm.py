@@ -218,8 +218,9 @@ class LSTMOptimizer(FlatOptimizer):
         supported = config.hidden in fused.LSTM_HIDDEN and config.preprocess == "log-sign"
         if fused.available(supported, flat_grad, *self.flat_state.values()):  # the fused CPU kernel of step_flat
             weights = _scaled(self.meta_params, config.hidden)
+            out = self._buffer("delta", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
             return fused.lstm_update(config.hidden, flat_grad, self.flat_state, weights, config.p, config.output_scale,
-                                     fused.threads_for(flat_grad.numel()))  # fmt: skip
+                                     fused.threads_for(flat_grad.numel()), out=out)  # fmt: skip
         on_cpu = flat_grad.device.type == "cpu"
         chunk = self.net.config.chunk if on_cpu else GPU_CHUNK
         threads = fused.threads_for(flat_grad.numel()) if on_cpu else 1

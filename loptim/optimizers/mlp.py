@@ -187,16 +187,18 @@ class MLPOptimizer(FlatOptimizer):
         return MLPOptimizerNet(generator=generator)
 
     def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
-        flat_param = torch.cat([p.detach().reshape(-1) for p in params]).to(flat_grad.dtype)
+        flat_param = self._buffer("param", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
+        torch.cat([p.detach().reshape(-1) for p in params], out=flat_param)
         sizes = [p.numel() for p in params]
         state, config = self.flat_state, self.net.config
         if fused.available(self.net.has_kernel, flat_grad, *state.values()):  # the fused CPU kernel of step_flat
             if self._offsets is None or self._offsets[0] != sizes:
                 self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
             weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps)
+            out = self._buffer("delta", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
             return fused.mlp_update(config.design, config.hidden, self._offsets[1], flat_grad, flat_param,
                                     state["momenta"], state["rms"], weights, hyper, NORMALIZER_EPS,
-                                    fused.threads_for(flat_grad.numel()))  # fmt: skip
+                                    fused.threads_for(flat_grad.numel()), out=out)  # fmt: skip
         delta, new = self.net.step_flat(
             self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps
         )

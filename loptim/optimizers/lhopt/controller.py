@@ -283,18 +283,19 @@ class ControlLoop:
         lr_scales: list[float] | None = None,
         weight_decays: list[float] | None = None,
         lr_factor: float = 1.0,
+        grad_norm: float | None = None,
     ) -> bool:
         """One inner step on `params` (in place) and its record; True when the policy decides now.
 
         `grads` are those of `params[i] for i in active` (all when None); `lr_scales` and `weight_decays` are per
         active tensor (the shell's param groups); `lr_factor` multiplies the learning rate of this step (reference
         runs' schedules). `features`: compute the per-parameter features a policy reads (False for runs without
-        one)."""
+        one). `grad_norm`: the gradients' global norm when the caller has computed it (the clipping needs it)."""
         with_features = features and wants_features(self.controller, self.config)
         hparams = self.controller["hparams"]
         if lr_factor != 1.0:
             hparams = replace(hparams, lr=hparams.lr * lr_factor)
-        scales = {"lr_scales": lr_scales, "weight_decays": weight_decays}
+        scales = {"lr_scales": lr_scales, "weight_decays": weight_decays, "grad_norm": grad_norm}
         state = self.inner_state
         if active is None or len(active) == len(params):
             if with_features and not scratch_fits(self.scratch, params):

@@ -9,6 +9,7 @@ only through log-ratios, is-nan/is-inf flags and CDF features, never raw values.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch import Tensor
@@ -81,20 +82,30 @@ def _norms(tensors: list[Tensor]) -> Tensor:
     return torch.stack(torch._foreach_norm(tensors)).double().cpu()
 
 
-def log_norm_ratio(a: Tensor, b: Tensor) -> Tensor:
+def log_norm_ratio(a: float, b: float) -> float:
     """log(a) - log(b) of two norms with a floor of 1e-8 times the larger one, so that the feature stays unitless
     when one norm vanishes (the published code adds an absolute 1e-8, which is not invariant to the loss scale,
     e.g. for ||m_hat - g|| = 0 at the first step); 0 when both vanish."""
-    floor = LOG_FLOOR * torch.maximum(a, b) + torch.finfo(torch.float64).tiny
-    return torch.log(a + floor) - torch.log(b + floor)
+    floor = LOG_FLOOR * max(a, b) + sys.float_info.min
+    return math.log(a + floor) - math.log(b + floor)
 
 
-def logit(p: Tensor, eps: float = LOGIT_EPS) -> Tensor:
-    p = p.clamp(eps, 1.0 - eps)
-    return torch.log(p / (1.0 - p))
+def logit(p: float, eps: float = LOGIT_EPS) -> float:
+    p = min(max(p, eps), 1.0 - eps)
+    return math.log(p / (1.0 - p))
 
 
-def per_tensor_features(
+def ndtr(x: float) -> float:
+    """The standard normal CDF."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+# Per-tensor statistics the features are made of, the columns of `tensor_stats` and `stats_from_sums`.
+STAT_NAMES = ("grad_norm", "update_norm", "param_norm", "m_hat_norm", "noise_norm", "fraction_above",
+              "mean_log_abs_update", "cos_grad_momentum", "cos_grad_param", "cos_grad_update")  # fmt: skip
+
+
+def tensor_stats(
     grads: list[Tensor],
     exp_avg: list[Tensor],
     bias_correction1: float,
@@ -102,11 +113,11 @@ def per_tensor_features(
     updates: list[Tensor],
     params: list[Tensor],
     eps: float,
-    lrs: Tensor,
     scratch: tuple[list[Tensor], list[Tensor]] | None = None,
 ) -> Tensor:
-    """The 12 per-tensor features of INNER_FEATURE_NAMES (all but did_grad_clip), averaged over tensors. Works in
-    `scratch` (`feature_scratch(params)`; allocated per call when absent or mismatched), leaving the inputs intact.
+    """The per-tensor statistics of STAT_NAMES, (T, 10) float64, with _foreach ops (the reference; the fused CPU
+    kernel's come from `stats_from_sums`). Works in `scratch` (`feature_scratch(params)`; allocated per call when
+    absent or mismatched), leaving the inputs intact.
 
     m_hat = exp_avg / c1; ||m_hat - g|| is computed as ||exp_avg - c1 g|| / c1, which is exactly 0 at the first
     step (m_hat - g would be rounding noise there, and the noise scale would depend on the loss's scale)."""
@@ -135,24 +146,71 @@ def per_tensor_features(
     cos_gm = _cosines(grads, exp_avg, grad_norm, m_norm * bias_correction1, scratch)
     cos_gp = _cosines(grads, params, grad_norm, p_norm, scratch)
     cos_gu = _cosines(grads, updates, grad_norm, u_norm, scratch)
-    root_dim = sizes.sqrt()
-    per_tensor = torch.stack(
-        (
+    return torch.stack(
+        (grad_norm, u_norm, p_norm, m_norm, noise_norm, fraction_above, mean_log_abs_u, cos_gm, cos_gp, cos_gu), dim=1
+    )
+
+
+def stats_from_sums(sums: Tensor, sizes: Tensor, bias_correction1: float) -> Tensor:
+    """STAT_NAMES from the fused kernel's per-tensor sums (T, 10) float64: g.g, u.u, p.p, m.m, |m - c1 g|^2,
+    #(sqrt(v_hat) > eps), sum log(|u| + 1e-8), g.m, g.p, g.u (loptim/kernels/cpu.cpp, loptim_lhopt_moments).
+    Cosines are dot products over norms here (the sums are accumulated in float64), 0 where a tensor vanishes.
+    Python floats, as in `features_from_stats`."""
+
+    def cosine(dot: float, a: float, b: float) -> float:
+        return 0.0 if a < TINY or b < TINY else min(max(dot / (a * b), -1.0), 1.0)
+
+    rows = []
+    for row, size in zip(sums.tolist(), sizes.tolist()):
+        g, u, p, m, noise = (math.sqrt(max(x, 0.0)) for x in row[:5])
+        cosines = (cosine(row[7], g, m), cosine(row[8], g, p), cosine(row[9], g, u))
+        rows.append((g, u, p, m / bias_correction1, noise / bias_correction1, row[5] / size, row[6] / size, *cosines))
+    return torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(STAT_NAMES))
+
+
+def features_from_stats(stats: Tensor, sizes: Tensor, lrs: Tensor) -> Tensor:
+    """The 12 per-tensor features of INNER_FEATURE_NAMES (all but did_grad_clip) from the statistics of
+    STAT_NAMES and the tensors' effective learning rates, averaged over tensors. In Python floats: a few
+    operations per tensor, where float64 tensor operations cost ~10 us each whatever their size."""
+    total = [0.0] * (NUM_INNER_FEATURES - 1)
+    for row, size, lr in zip(stats.tolist(), sizes.tolist(), lrs.tolist()):
+        grad_norm, u_norm, p_norm, m_norm, noise_norm, fraction_above, mean_log_abs_u, cos_gm, cos_gp, cos_gu = row
+        root_dim = math.sqrt(size)
+        features = (
             fraction_above,
             mean_log_abs_u,
             log_norm_ratio(m_norm, grad_norm),
-            log_norm_ratio(lrs * u_norm, p_norm),
+            log_norm_ratio(lr * u_norm, p_norm),
             log_norm_ratio(m_norm, noise_norm),
             cos_gm,
             cos_gp,
             log_norm_ratio(p_norm, u_norm),
             cos_gu,
-            logit(torch.special.ndtr(cos_gm * root_dim)),
-            logit(torch.special.ndtr(cos_gu * root_dim)),
-            torch.special.ndtr(cos_gp * root_dim),
+            logit(ndtr(cos_gm * root_dim)),
+            logit(ndtr(cos_gu * root_dim)),
+            ndtr(cos_gp * root_dim),
         )
-    )
-    return per_tensor.mean(dim=1)
+        total = [t + f for t, f in zip(total, features)]
+    count = max(len(stats), 1)
+    return torch.tensor([t / count for t in total], dtype=torch.float64)
+
+
+def per_tensor_features(
+    grads: list[Tensor],
+    exp_avg: list[Tensor],
+    bias_correction1: float,
+    sqrt_v_hat: list[Tensor],
+    updates: list[Tensor],
+    params: list[Tensor],
+    eps: float,
+    lrs: Tensor,
+    scratch: tuple[list[Tensor], list[Tensor]] | None = None,
+) -> Tensor:
+    """The 12 features of INNER_FEATURE_NAMES (all but did_grad_clip) averaged over tensors, by the reference
+    path: `tensor_stats` then `features_from_stats`."""
+    stats = tensor_stats(grads, exp_avg, bias_correction1, sqrt_v_hat, updates, params, eps, scratch)
+    sizes = torch.tensor([g.numel() for g in grads], dtype=torch.float64)
+    return features_from_stats(stats, sizes, lrs)
 
 
 def identity_feature(values: Tensor) -> Tensor:

@@ -178,7 +178,8 @@ class LHOPT(torch.optim.Optimizer):
         norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
         if not self.loop.proceed(value, norm):
             return closure_loss
-        if self.loop.step(params, grads, value, active=active, **self._group_scales(active)):
+        known = norm if all(g.dtype == torch.float32 for g in grads) else None  # as the clipping computes it
+        if self.loop.step(params, grads, value, active=active, grad_norm=known, **self._group_scales(active)):
             self.loop.decision(params, self._act)
             self._bind_state()
         return closure_loss
