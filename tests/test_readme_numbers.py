@@ -91,4 +91,3 @@ def test_candidate_suite_summary_matches_its_suite_json():
     assert len(summary) == len(results["summary"]) == 4
     for line in summary:
         assert line in README, line
-

@@ -53,8 +53,12 @@ ROWS = [
     Row("mnist-mlp-2layer", "mnist-mlp-2layer", "lstm", paper="Fig. 5 middle: 2 hidden layers, still better"),
     Row("mnist-mlp-relu", "mnist-mlp-relu", "lstm", paper="Fig. 5 right: ReLU, the LSTM fails"),
     Row("fashion-mlp", "fashion-mlp", "lstm", paper="(not in the paper: a data set never seen)"),
-    Row("mnist-mlp-mb2", "mnist-mlp", "lstm:lstm-mnist-mb2",
-        paper="(not in the paper: recipe lstm-mnist-mb2, 2 inner runs per meta-step, splits across 2 ranks)"),
+    Row(
+        "mnist-mlp-mb2",
+        "mnist-mlp",
+        "lstm:lstm-mnist-mb2",
+        paper="(not in the paper: recipe lstm-mnist-mb2, 2 inner runs per meta-step, splits across 2 ranks)",
+    ),
 ]
 
 
