@@ -230,6 +230,7 @@ def _lhopt_run(monkeypatch, kernels: str) -> tuple[list[torch.Tensor], list[list
         loss = torch.nn.functional.mse_loss(model(x), y)
         loss.backward()
         opt.step(loss)
+    assert (opt.loop.scratch is None) == (kernels == "1")  # the features' scratch memory serves the reference only
     return [p.detach().clone() for p in model.parameters()], actions
 
 

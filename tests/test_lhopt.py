@@ -20,7 +20,14 @@ from loptim.optimizers.lhopt.actions import (
     hparam_features,
     randomize_hparams,
 )
-from loptim.optimizers.lhopt.features import CDF_END_WEIGHTS, cdf_init, cdf_update, feature_scratch, per_tensor_features
+from loptim.optimizers.lhopt.features import (
+    CDF_END_WEIGHTS,
+    cdf_init,
+    cdf_update,
+    feature_scratch,
+    features_from_stats,
+    tensor_stats,
+)
 from loptim.optimizers.lhopt.inner import PLAIN_ADAMW, PUBLISHED, InnerHParams, init_inner_state, inner_step
 
 HEAD = {head.name: i for i, head in enumerate(ACTION_HEADS)}
@@ -214,11 +221,17 @@ def test_cdf_of_log_loss_is_invariant_to_the_loss_scale():
         torch.testing.assert_close(fa, fb, rtol=0, atol=1e-9)
 
 
+def per_tensor_features(*stats_args, lrs: torch.Tensor, scratch=None) -> torch.Tensor:
+    """The reference path's features: `tensor_stats(*stats_args)` then `features_from_stats`."""
+    sizes = torch.tensor([g.numel() for g in stats_args[0]], dtype=torch.float64)
+    return features_from_stats(tensor_stats(*stats_args, scratch=scratch), sizes, lrs)
+
+
 def test_per_parameter_features_match_a_direct_per_tensor_computation():
     params, (grads, exp_avg, v, updates) = _tensors(20), _grad_stream(21, 4, _tensors(20))
     v = [x.abs() for x in v]
     c1, eps, lrs = 0.19, 0.5, torch.tensor([1e-3, 2e-3], dtype=torch.float64)
-    features = per_tensor_features(grads, exp_avg, c1, v, updates, params, eps, lrs)
+    features = per_tensor_features(grads, exp_avg, c1, v, updates, params, eps, lrs=lrs)
     cos = lambda a, b: float((a * b).sum() / (a.norm() * b.norm()))  # noqa: E731
     phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
@@ -240,14 +253,17 @@ def test_per_parameter_features_in_reused_scratch_are_bit_identical_and_leave_th
     v = [x.abs() for x in v]
     inputs = [grads, exp_avg, v, updates, params]
     before = [[t.clone() for t in group] for group in inputs]
-    args = (grads, exp_avg, 0.19, v, updates, params, 0.5, torch.tensor([1e-3, 2e-3], dtype=torch.float64))
-    fresh = per_tensor_features(*args)
+    args = (grads, exp_avg, 0.19, v, updates, params, 0.5)
+    lrs = torch.tensor([1e-3, 2e-3], dtype=torch.float64)
+    fresh = per_tensor_features(*args, lrs=lrs)
     scratch = feature_scratch(params)
     for work in scratch[0] + scratch[1]:
         work.fill_(float("nan"))  # stale contents must not leak into the features
-    assert torch.equal(per_tensor_features(*args, scratch), fresh)
-    assert torch.equal(per_tensor_features(*args, scratch), fresh)  # reused
-    assert torch.equal(per_tensor_features(*args, feature_scratch(params[:1])), fresh)  # mismatched: allocated
+    assert torch.equal(per_tensor_features(*args, lrs=lrs, scratch=scratch), fresh)
+    assert torch.equal(per_tensor_features(*args, lrs=lrs, scratch=scratch), fresh)  # reused
+    assert torch.equal(
+        per_tensor_features(*args, lrs=lrs, scratch=feature_scratch(params[:1])), fresh
+    )  # mismatched: allocated
     for group, saved in zip(inputs, before):
         assert all(torch.equal(a, b) for a, b in zip(group, saved))
 

@@ -42,7 +42,7 @@ from loptim.optimizers.lhopt.features import (
     scratch_fits,
     tanh_or_zero,
 )
-from loptim.optimizers.lhopt.inner import InnerConfig, InnerHParams, State, init_inner_state, inner_step
+from loptim.optimizers.lhopt.inner import InnerConfig, InnerHParams, State, init_inner_state, inner_step, runs_fused
 from loptim.optimizers.step_inputs import diverged
 
 Controller = dict[str, Any]
@@ -298,9 +298,10 @@ class ControlLoop:
         scales = {"lr_scales": lr_scales, "weight_decays": weight_decays, "grad_norm": grad_norm}
         state = self.inner_state
         if active is None or len(active) == len(params):
-            if with_features and not scratch_fits(self.scratch, params):
+            reference = with_features and not runs_fused(params, grads, state)  # the kernel needs no scratch
+            if reference and not scratch_fits(self.scratch, params):
                 self.scratch = feature_scratch(params)  # 8 bytes per fp32 parameter, reused every time
-            scratch = self.scratch if with_features else None
+            scratch = self.scratch if reference else None
             clipped, step_features = inner_step(
                 hparams, self.config, state, params, grads, with_features=with_features, scratch=scratch, **scales
             )

@@ -59,13 +59,13 @@ def _cosines(
     torch._foreach_copy_(unit_b, b)
     torch._foreach_div_(unit_b, safe_b.tolist())
     torch._foreach_sub_(unit_a, unit_b)
-    distance = _norms(unit_a)
+    distance = tensor_norms(unit_a)
     vanished = (norm_a < TINY) | (norm_b < TINY)
     return torch.where(vanished, torch.zeros_like(distance), 1.0 - 0.5 * distance * distance)
 
 
 def feature_scratch(params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-    """Two work lists shaped like `params` for `per_tensor_features` (8 bytes per fp32 parameter): reusing them
+    """Two work lists shaped like `params` for `tensor_stats` (8 bytes per fp32 parameter): reusing them
     avoids ~17 fresh full-size temporaries per call, whose page faults were most of the features' cost."""
     return [torch.empty_like(p) for p in params], [torch.empty_like(p) for p in params]
 
@@ -77,7 +77,7 @@ def scratch_fits(scratch: tuple[list[Tensor], list[Tensor]] | None, params: list
     return all(w.shape == p.shape and w.dtype == p.dtype and w.device == p.device for w, p in zip(scratch[0], params))
 
 
-def _norms(tensors: list[Tensor]) -> Tensor:
+def tensor_norms(tensors: list[Tensor]) -> Tensor:
     """Per-tensor L2 norms as a float64 CPU vector (the features are a few numbers per step, kept on the host)."""
     return torch.stack(torch._foreach_norm(tensors)).double().cpu()
 
@@ -125,13 +125,13 @@ def tensor_stats(
         scratch = feature_scratch(params)
     work, other = scratch
     sizes = torch.tensor([g.numel() for g in grads], dtype=torch.float64)
-    grad_norm, u_norm, p_norm = _norms(grads), _norms(updates), _norms(params)
-    m_norm = _norms(exp_avg) / bias_correction1
+    grad_norm, u_norm, p_norm = tensor_norms(grads), tensor_norms(updates), tensor_norms(params)
+    m_norm = tensor_norms(exp_avg) / bias_correction1
     torch._foreach_copy_(work, grads)
     torch._foreach_mul_(work, bias_correction1)
     torch._foreach_copy_(other, exp_avg)
     torch._foreach_sub_(other, work)
-    noise_norm = _norms(other) / bias_correction1
+    noise_norm = tensor_norms(other) / bias_correction1
     torch._foreach_copy_(work, sqrt_v_hat)
     torch._foreach_sub_(work, eps)
     torch._foreach_clamp_min_(work, 0.0)
@@ -193,24 +193,6 @@ def features_from_stats(stats: Tensor, sizes: Tensor, lrs: Tensor) -> Tensor:
         total = [t + f for t, f in zip(total, features)]
     count = max(len(stats), 1)
     return torch.tensor([t / count for t in total], dtype=torch.float64)
-
-
-def per_tensor_features(
-    grads: list[Tensor],
-    exp_avg: list[Tensor],
-    bias_correction1: float,
-    sqrt_v_hat: list[Tensor],
-    updates: list[Tensor],
-    params: list[Tensor],
-    eps: float,
-    lrs: Tensor,
-    scratch: tuple[list[Tensor], list[Tensor]] | None = None,
-) -> Tensor:
-    """The 12 features of INNER_FEATURE_NAMES (all but did_grad_clip) averaged over tensors, by the reference
-    path: `tensor_stats` then `features_from_stats`."""
-    stats = tensor_stats(grads, exp_avg, bias_correction1, sqrt_v_hat, updates, params, eps, scratch)
-    sizes = torch.tensor([g.numel() for g in grads], dtype=torch.float64)
-    return features_from_stats(stats, sizes, lrs)
 
 
 def identity_feature(values: Tensor) -> Tensor:

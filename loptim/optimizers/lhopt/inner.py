@@ -21,6 +21,7 @@ from loptim.optimizers.lhopt.features import (
     INNER_FEATURE_NAMES,
     features_from_stats,
     stats_from_sums,
+    tensor_norms,
     tensor_stats,
 )
 
@@ -125,13 +126,15 @@ def _learning_rates(
     for lr, p, e, p_norm in zip(lrs, params, ema, param_norms):
         u_hat = e / correction
         if p.dim() > 1 and p_norm >= NORM_FLOOR and u_hat >= NORM_FLOOR:
-            lr = lr * max(p_norm / max(u_hat, NORM_FLOOR), config.min_trust)
+            lr = lr * max(p_norm / u_hat, config.min_trust)
         rates.append(lr)
     return rates
 
 
-def _norms(tensors: list[Tensor]) -> Tensor:
-    return torch.stack(torch._foreach_norm(tensors)).double().cpu()
+def runs_fused(params: list[Tensor], grads: list[Tensor], state: State) -> bool:
+    """Whether `inner_step` runs the fused CPU kernel on these tensors (float32, contiguous, CPU, built kernel);
+    otherwise its _foreach reference runs, the only path that uses the features' scratch memory."""
+    return fused.available(True, *params, *grads, *state["exp_avg"], *state["exp_avg_sq"])
 
 
 @torch.no_grad()
@@ -165,7 +168,7 @@ def inner_step(
     state["bias_correction2"] = state["bias_correction2"] * beta2 + hparams.one_minus_beta2
     decays = [hparams.weight_decay] * len(params) if weight_decays is None else list(weight_decays)
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-    if fused.available(True, *params, *grads, *exp_avg, *exp_avg_sq):
+    if runs_fused(params, grads, state):
         features = _fused_step(hparams, config, state, params, grads, coefficient, decays, lr_scales, with_features)
         state["steps"] += 1
         return coefficient < 1.0, features
@@ -188,7 +191,7 @@ def inner_step(
             torch._foreach_add_(updates, params, alpha=hparams.weight_decay)
         else:
             torch._foreach_add_(updates, torch._foreach_mul(params, decays))
-    norms = (_norms(updates).tolist(), _norms(params).tolist()) if config.trust_ratio else (None, None)
+    norms = (tensor_norms(updates).tolist(), tensor_norms(params).tolist()) if config.trust_ratio else (None, None)
     lr_list = _learning_rates(hparams, config, state, params, *norms, lr_scales)
     features = None
     if with_features:
@@ -232,7 +235,7 @@ def _fused_step(
         state["bias_correction1"],
     ]
     in_update = decays if config.weight_decay_in_update else [0.0] * len(params)
-    chosen: list[Tensor] = []
+    chosen: list[list[float]] = []  # the learning rates pass 2 used, for the features
 
     def learning_rates(sums: Tensor | None) -> tuple[list[float], list[float]]:
         norms = (None, None)
