@@ -76,7 +76,7 @@ def measure(hidden: tuple[int, ...], reps: int, steps: int) -> dict[str, float]:
     optimizers = {
         "adamw": torch.optim.AdamW(models["adamw"].parameters(), lr=1e-3),  # torch's default implementation
         "adamw_fused": torch.optim.AdamW(models["adamw_fused"].parameters(), lr=1e-3, fused=True),
-        "lhopt": loptim.LHOPT(models["lhopt"].parameters(), total_steps=32 * steps * (reps + 1)),
+        "lhopt": loptim.LHOPT(models["lhopt"].parameters(), "lhopt-small", total_steps=32 * steps * (reps + 1)),
         "inner": InnerOnly(list(models["inner"].parameters())),
     }
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in optimizers}

@@ -44,7 +44,7 @@ class MissingLossError(LoptimError, ValueError):
 
 
 class LHOPT(torch.optim.Optimizer):
-    """`loptim.LHOPT(model.parameters(), total_steps=N)`: the shipped policy ("lhopt-small") steering AdamW.
+    """`loptim.LHOPT(model.parameters(), total_steps=N)`: the shipped policy ("lhopt-wide") steering AdamW.
 
     The policy acts every total_steps // decisions steps (greedily unless `sample_actions`), on features of the
     inner steps since its last decision; it needs each step's training loss: `step(closure)`, `step(loss)`,
@@ -67,7 +67,7 @@ class LHOPT(torch.optim.Optimizer):
     def __init__(
         self,
         params: Iterable[Tensor],
-        weights: str | None = "lhopt-small",
+        weights: str | None = "lhopt-wide",
         *,
         total_steps: int,
         lr: float | None = None,
