@@ -3,14 +3,17 @@ compact campaign checkpoint."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
+import pytest
 import torch
 
 import loptim
 from loptim.meta.recipes import RECIPES
-from loptim.meta.trainer import MetaTrainer
-from loptim.optimizers.mlp import MLPOptimizerNet, generalist_config
+from loptim.meta.trainer import MetaTrainer, warm_start
+from loptim.optimizers import mlp_generalist as generalist
+from loptim.optimizers.mlp import MLPConfig, MLPOptimizerNet, generalist_config
 from loptim.pretrained import save_learned
 from loptim.tasks import get_task
 from loptim.tasks.augment import ReparameterizedTask
@@ -135,3 +138,116 @@ def test_the_ablation_recipes_differ_from_the_control_in_one_thing_each():
         changed[name] = sorted(k for k in vars(control) if k != "name" and getattr(recipe, k) != getattr(control, k))
     assert changed == {"no-horizon": ["inner_steps"], "no-normalization": ["core"],
                        "no-schedule": ["core"], "no-augmentation": ["augment"]}  # fmt: skip
+
+
+# ---- loss features (MLPConfig(loss_features=True), recipe mlp-generalist-loss) --------------------------------
+LOSS_CONFIG = MLPConfig(hidden=8, design="generalist", loss_features=True)
+
+
+def _features_after(losses):
+    stats = None
+    for loss in losses:
+        stats = generalist.loss_statistics(stats, loss)
+    return generalist.loss_features(stats)
+
+
+def test_loss_features_known_answers():
+    assert _features_after([]) == [0.0, 0.0, 0.0, 0.0]
+    assert _features_after([None, float("nan"), -1.0, 0.0]) == [0.0, 0.0, 0.0, 0.0]  # nothing usable was seen
+    assert _features_after([2.5] * 50) == pytest.approx([1.0, 0.0, 0.0, 0.0], abs=1e-12)  # flat: no trend
+    falling = _features_after([3.0 * 0.97**t for t in range(200)])
+    assert falling[1] < 0 and falling[2] < 0 and falling[3] == 0.0  # falling: at its best
+    rising = _features_after([1.0] * 100 + [1.0 * 1.05**t for t in range(30)])
+    assert rising[1] > 0 and rising[2] > 0 and rising[3] > 0  # rising above its best
+    assert max(map(abs, _features_after([1.0] * 10 + [1e6] * 5))) <= 1.0  # clipped
+    scaled = _features_after([1e-4 * 0.99**t for t in range(300)])
+    assert scaled == pytest.approx(_features_after([7.0 * 0.99**t for t in range(300)]), abs=1e-9)  # unitless
+
+
+def _loss_design_pair(tmp_path):
+    """A trained-looking generalist and the loss design warm-started from it (its new weights zero)."""
+    source = MLPOptimizerNet(generalist_config(), torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for name in ("w3", "b3", "w_schedule"):
+            getattr(source, name).normal_(0.0, 0.3, generator=torch.Generator().manual_seed(3))
+    target = MLPOptimizerNet(LOSS_CONFIG, torch.Generator().manual_seed(4))
+    warm_start(target, source)
+    paths = tmp_path / "source.safetensors", tmp_path / "target.safetensors"
+    save_learned(paths[0], "mlp", source, vars(generalist_config()), {})
+    save_learned(paths[1], "mlp", target, vars(LOSS_CONFIG), {})
+    return target, [str(p) for p in paths]
+
+
+def _train(weights, losses, steps=12, seed=0, opt_out=None):
+    g = torch.Generator().manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(9, 7, generator=g)), torch.nn.Parameter(torch.randn(7, generator=g))]
+    opt = loptim.MLPOptimizer(params, weights=weights, total_steps=steps)
+    for t in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g)
+        opt.step(loss=losses[t])
+    if opt_out is not None:
+        opt_out.append(opt)
+    return params
+
+
+def test_a_warm_started_loss_design_is_its_source_and_its_loss_weights_act(tmp_path):
+    target, (source_path, target_path) = _loss_design_pair(tmp_path)
+    losses = [2.0 * 0.9**t + (0.5 if t > 6 else 0.0) for t in range(12)]
+    for a, b in zip(_train(source_path, losses), _train(target_path, losses)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    with torch.no_grad():
+        target.w_schedule[generalist.NUM_PROGRESS + 1] = 3.0  # the fast loss trend now scales the step
+    save_learned(tmp_path / "moved.safetensors", "mlp", target, vars(LOSS_CONFIG), {})
+    moved = _train(str(tmp_path / "moved.safetensors"), losses)
+    assert not torch.allclose(moved[0], _train(target_path, losses)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+def test_the_loss_design_shell_matches_the_meta_training_update(tmp_path, monkeypatch, kernels):
+    """The shell (fused kernel or reference) and MLPOptimizerNet.update (what meta-training runs) agree with loss
+    features in play, and the shell asks training loops for the loss."""
+    monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+    target, (_, path) = _loss_design_pair(tmp_path)
+    with torch.no_grad():
+        target.w_schedule[generalist.NUM_PROGRESS :] = torch.tensor([0.2, 2.0, -1.0, 1.5])
+        target.w1_time[:, generalist.NUM_PROGRESS :].normal_(0.0, 1.0, generator=torch.Generator().manual_seed(5))
+    save_learned(path, "mlp", target, vars(LOSS_CONFIG), {})
+    losses = [1.0 + 0.3 * math.sin(t) for t in range(12)]
+    opts = []
+    shell = _train(path, losses, opt_out=opts)
+    assert opts[0].wants_loss and opts[0].net.config.loss_features
+    g = torch.Generator().manual_seed(0)
+    params = {"w": torch.randn(9, 7, generator=g), "b": torch.randn(7, generator=g)}
+    meta = {k: v.detach() for k, v in target.meta_params().items()}
+    state = target.init_state(params)
+    for t in range(12):
+        grads = {k: torch.randn(v.shape, generator=g) for k, v in params.items()}
+        params, state = target.update(meta, state, params, grads, step=t, total_steps=12, loss=torch.tensor(losses[t]))
+    assert state["loss_stats"].tolist() == pytest.approx(opts[0]._loss_stats, rel=1e-6)  # float32 losses there
+    for a, b in zip(shell, params.values()):
+        torch.testing.assert_close(a.detach(), b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_loss_statistics_survive_a_state_dict_round_trip(tmp_path):
+    target, (_, path) = _loss_design_pair(tmp_path)
+    with torch.no_grad():
+        target.w_schedule[generalist.NUM_PROGRESS :] = torch.tensor([0.1, 2.0, 1.0, 1.0])
+    save_learned(path, "mlp", target, vars(LOSS_CONFIG), {})
+    losses = [1.0 / (1 + t) + 0.2 * (t % 3) for t in range(20)]
+    opts = []
+    straight = _train(path, losses, steps=20, opt_out=opts)
+    g = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(9, 7, generator=g)), torch.nn.Parameter(torch.randn(7, generator=g))]
+    first = loptim.MLPOptimizer(params, weights=path, total_steps=20)
+    for t in range(20):
+        if t == 10:
+            saved = first.state_dict()
+            assert saved["loptim"]["loss_stats"] == first._loss_stats
+            first = loptim.MLPOptimizer(params, weights=path, total_steps=20)
+            first.load_state_dict(saved)
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g)
+        first.step(loss=losses[t])
+    for a, b in zip(straight, params):
+        assert torch.equal(a, b)

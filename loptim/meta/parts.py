@@ -252,3 +252,4 @@ class Parts:
     score: Score
     outer: OuterOptimizer
     card: dict[str, Any]
+    init_from: str | None = None  # shipped weights to start from (warm_start), instead of the seed's draw

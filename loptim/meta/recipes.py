@@ -249,6 +249,7 @@ class GeneralistRecipe:
     eval_tasks: tuple[str, ...] = ("spam-gru", "doctor-contacts-mlp")  # meta-valid data (tasks.suite.META_VALID_TASKS)
     seed: int = 0
     core: MLPConfig = field(default_factory=generalist_config)
+    init_from: str | None = None  # shipped weights to warm-start from (loptim.meta.trainer.warm_start)
 
     def parts(self) -> Parts:
         return Parts(
@@ -265,7 +266,9 @@ class GeneralistRecipe:
                 "optimizer": "mlp, generalist design (docs/generalist.md)",
                 "meta_trained_on": [f"mixture {self.families}, reparameterized with p={self.augment}"],
                 "selection_score": {"tasks": list(self.eval_tasks)},
+                **({} if self.init_from is None else {"warm_started_from": self.init_from}),
             },
+            init_from=self.init_from,
         )
 
 
@@ -380,6 +383,17 @@ RECIPES.add(
     ),
 )
 RECIPES.add("mlp-generalist", lambda: GeneralistRecipe(name="mlp-generalist"))
+# The oracle of docs/generalist.md (Next) found the gap to tuned Adam is step-size selection, and the schedule head
+# sees only the run's progress: this adds the loss history (Celo's step-size network reads loss features),
+# starting from the shipped mlp-generalist with the new weights at zero (it is that optimizer at first).
+RECIPES.add(
+    "mlp-generalist-loss",
+    lambda: GeneralistRecipe(
+        name="mlp-generalist-loss",
+        core=MLPConfig(hidden=8, design="generalist", loss_features=True),
+        init_from="mlp-generalist",
+    ),
+)
 # The ablation table of docs/generalist.md: each removes one fix, all on the same budget (`--max-minutes 60`, one
 # core) and seed, beside the full design retrained on that budget (`generalist-ablation-control`).
 ABLATION_RECIPES = {

@@ -27,7 +27,22 @@ from loptim.meta.loop import EpochLoop, derive_seed, git_commit, task_seed
 from loptim.meta.parts import EVAL_SEED_BASE, CarriedRuns, FreshRuns, Parts
 from loptim.meta.unroll import UnrollState, start_seeded_unroll, start_unroll
 
-__all__ = ["EVAL_SEED_BASE", "EpochLoop", "MetaTrainer", "derive_seed", "git_commit"]
+__all__ = ["EVAL_SEED_BASE", "EpochLoop", "MetaTrainer", "derive_seed", "git_commit", "warm_start"]
+
+
+def warm_start(net: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Copy `source`'s meta-parameters into `net`'s: equal shapes whole; where `net`'s tensor has more columns
+    (inputs added to a design, e.g. loss features), into the leading columns with the new ones zero, so that
+    `net` computes what `source` did until meta-training moves the new weights."""
+    theirs = dict(source.named_parameters())
+    with torch.no_grad():
+        for name, mine in net.named_parameters():
+            other = theirs.get(name)
+            if other is None or other.shape[:-1] != mine.shape[:-1] or other.shape[-1] > mine.shape[-1]:
+                found = None if other is None else tuple(other.shape)
+                raise ValueError(f"cannot warm-start {name} {tuple(mine.shape)} from {found}")
+            mine.zero_()
+            mine[..., : other.shape[-1]].copy_(other)
 
 
 class MetaTrainer(EpochLoop):
@@ -46,6 +61,10 @@ class MetaTrainer(EpochLoop):
         self.config = self.parts.core
         self.kind = self.config.kind
         self.net = self.config.build(generator=torch.Generator().manual_seed(recipe.seed))
+        if self.parts.init_from is not None:
+            from loptim.pretrained import load_learned
+
+            warm_start(self.net, load_learned(self.kind, self.parts.init_from))
         self.core = self.net
         self.meta = {k: v.detach().clone().requires_grad_(True) for k, v in self.net.meta_params().items()}
         outer = self.parts.outer

@@ -138,7 +138,7 @@ def run_truncation(
         nonlocal state
         grads = {k: torch.zeros_like(params[k]) if g is None else g for k, g in grads.items()}
         params, state = lopt.update(meta_params, state, params, grads, step=step, total_steps=unroll.total_steps,
-                                    differentiable=differentiable)  # fmt: skip
+                                    differentiable=differentiable, loss=loss.detach())  # fmt: skip
         return params
 
     steps = train_steps(unroll.task, params, truncation.train, update, start_step=step, differentiable=differentiable,

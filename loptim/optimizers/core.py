@@ -38,6 +38,8 @@ class LearnedOptimizerCore(Protocol):
         step: int,
         total_steps: int,
         differentiable: bool = True,
+        loss: Tensor | float | None = None,
     ) -> tuple[Params, State]:
-        """(new params, new state) after one step; pure in its inputs."""
+        """(new params, new state) after one step; pure in its inputs. `loss`: the step's training loss, for
+        cores that read it (they keep its statistics in the state)."""
         ...

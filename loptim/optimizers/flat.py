@@ -137,9 +137,17 @@ class FlatOptimizer(torch.optim.Optimizer):
     def _zero_state(self, num_coordinates: int, dtype: torch.dtype, device: torch.device) -> State:
         return self.net.zero_state(num_coordinates, dtype=dtype, device=device)
 
-    def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
-        """The learned step D for every coordinate; updates `self.flat_state` in place."""
+    def _flat_update(self, flat_grad: Tensor, params: list[Tensor], loss: float | None = None) -> Tensor:
+        """The learned step D for every coordinate; updates `self.flat_state` in place. `loss`: the step's
+        training loss when the loop gave one (read by cores with loss features, if `wants_loss`)."""
         raise NotImplementedError
+
+    def _header_extra(self) -> dict[str, Any]:
+        """State that is not per coordinate, for the state_dict's header (none by default)."""
+        return {}
+
+    def _load_header_extra(self, header: dict[str, Any]) -> None:
+        """Restore what `_header_extra` saved."""
 
     # ------------------------------------------------------------------------------------------ layout
     @property
@@ -221,7 +229,8 @@ class FlatOptimizer(torch.optim.Optimizer):
         if lazy:
             flat_grad = torch.where(bad, torch.zeros((), dtype=dtype, device=device), flat_grad)
         saved = self._snapshot([i for i, a in enumerate(active) if not a])
-        delta = self._flat_update(flat_grad, params)
+        loss_for_core = loss_value(loss) if loss is not None and getattr(self, "wants_loss", False) else None
+        delta = self._flat_update(flat_grad, params, loss_for_core)
         self._restore(saved)
         if lazy:
             delta = torch.where(bad, torch.zeros((), dtype=dtype, device=device), delta)
@@ -315,7 +324,7 @@ class FlatOptimizer(torch.optim.Optimizer):
                 values = {k: v[..., lo:hi].reshape(*v.shape[:-1], *p.shape).clone() for k, v in self.flat_state.items()}
                 state[i] = {"step": self._param_steps[i].clone(), **values}
         header = state_dict_header(self.name, self.weights, self._meta_cpu, meta_sha256(self._meta_cpu))
-        header.update(step_count=self.step_count, skipped_steps=self._skipped)
+        header.update(step_count=self.step_count, skipped_steps=self._skipped, **self._header_extra())
         return {"state": state, "param_groups": groups, "loptim": header}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -350,6 +359,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         restore_group_options(self.param_groups, saved_groups)
         self.step_count = int(header["step_count"])
         self._skipped = int(header.get("skipped_steps", 0))
+        self._load_header_extra(header)
         self._pending = None
 
     def _load_meta(self, header: dict[str, Any]) -> None:

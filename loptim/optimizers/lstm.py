@@ -191,8 +191,10 @@ class LSTMOptimizerNet(nn.Module):
         step: int = 0,
         total_steps: int = 0,
         differentiable: bool = True,
+        loss: Tensor | float | None = None,
     ) -> tuple[dict[str, Tensor], State]:
-        """theta_{t+1} = theta_t + 0.1 * LSTM(preprocess(grad)); pure in meta_params (Eq. 1 of the paper)."""
+        """theta_{t+1} = theta_t + 0.1 * LSTM(preprocess(grad)); pure in meta_params (Eq. 1 of the paper; the
+        loss is not an input)."""
         delta, state = self.step_flat(meta_params, state, flatten(grads), differentiable=differentiable)
         return add_flat(params, delta), state
 
@@ -213,7 +215,7 @@ class LSTMOptimizer(FlatOptimizer):
     def untrained(cls, generator: torch.Generator) -> LSTMOptimizerNet:
         return LSTMOptimizerNet(generator=generator)
 
-    def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
+    def _flat_update(self, flat_grad: Tensor, params: list[Tensor], loss: float | None = None) -> Tensor:
         config = self.net.config
         supported = config.hidden in fused.LSTM_HIDDEN and config.preprocess == "log-sign"
         if fused.available(supported, flat_grad, *self.flat_state.values()):  # the fused CPU kernel of step_flat

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -48,12 +48,15 @@ class MLPConfig:
     design: str = "metz2019"  # "metz2019" (the paper) | "generalist" (loptim.optimizers.mlp_generalist)
     nominal_lr: float = 1e-3  # generalist: the Adam step the network corrects (Adam's default learning rate)
     ablation: str | None = None  # generalist: one of mlp_generalist.ABLATIONS (issue 16's ablation table), or None
+    loss_features: bool = False  # generalist: loss-history features for the schedule (mlp_generalist.loss_features)
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"MLPConfig.design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
         if self.ablation is not None and (self.design != "generalist" or self.ablation not in generalist.ABLATIONS):
             raise ValueError(f"MLPConfig.ablation applies to the generalist design: one of {generalist.ABLATIONS}")
+        if self.loss_features and self.design != "generalist":
+            raise ValueError("MLPConfig.loss_features applies to the generalist design")
 
     def build(self, generator: torch.Generator | None = None) -> MLPOptimizerNet:
         """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
@@ -80,7 +83,7 @@ class MLPOptimizerNet(nn.Module):
             return nn.Parameter(torch.randn(*shape, generator=generator) / math.sqrt(shape[-1]))
 
         if config.design == "generalist":  # the output layer and the schedule start at zero: exactly Adam
-            for name, shape in generalist.meta_param_shapes(hidden).items():
+            for name, shape in generalist.meta_param_shapes(hidden, config.loss_features).items():
                 zero = name in ("w3", "b3", "w_schedule") or len(shape) == 1
                 setattr(self, name, nn.Parameter(torch.zeros(shape)) if zero else fan_in(*shape))
             return
@@ -95,8 +98,12 @@ class MLPOptimizerNet(nn.Module):
         return dict(self.named_parameters())
 
     def init_state(self, params: dict[str, Tensor]) -> State:
+        """The per-coordinate state, and the loss statistics (float64, host) for a design with loss features."""
         first = next(iter(params.values()))
-        return self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype, device=first.device)
+        state = self.zero_state(sum(p.numel() for p in params.values()), dtype=first.dtype, device=first.device)
+        if self.config.loss_features:
+            state["loss_stats"] = torch.tensor(generalist.loss_statistics(None, None), dtype=torch.float64)
+        return state
 
     def zero_state(
         self, num_coordinates: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
@@ -118,11 +125,13 @@ class MLPOptimizerNet(nn.Module):
         sizes: list[int],
         step: int,
         total_steps: int = 0,
+        loss: list[float] | None = None,
     ) -> tuple[Tensor, State]:
-        """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure."""
+        """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure. `loss`: this
+        step's loss features (mlp_generalist.loss_features), for a generalist with `loss_features`."""
         if self.config.design == "generalist":
             return generalist.update(meta_params, state, grad, param, sizes, step, total_steps, self.config.nominal_lr,
-                                     self.config.ablation)  # fmt: skip
+                                     self.config.ablation, loss)  # fmt: skip
         momenta, rms = accumulate(state["momenta"], state["rms"], grad)
         features = coordinate_features(grad, param, momenta, rms, segment_ids(sizes), sizes)
         bias1 = meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype, grad.device)
@@ -138,13 +147,13 @@ class MLPOptimizerNet(nn.Module):
         return self.config.hidden in fused.MLP_HIDDEN and self.config.ablation is None
 
     def kernel_inputs(
-        self, meta_params: dict[str, Tensor], step: int, total_steps: int
+        self, meta_params: dict[str, Tensor], step: int, total_steps: int, loss: list[float] | None = None
     ) -> tuple[list[Tensor | None], list[float]]:
         """The fused kernel's weights and constants for this step (loptim/kernels/cpu.cpp): the terms `step_flat`
         computes once per step (the progress bias of the first layer, bias corrections)."""
         config = self.config
         if config.design == "generalist":
-            return generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr)
+            return generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr, loss)
         p = {k: v.detach().float() for k, v in meta_params.items()}
         bias1 = p["b1"] + p["w1_time"] @ time_features(step)
         hyper = [*MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, config.step_mult, config.exp_mult]
@@ -160,11 +169,21 @@ class MLPOptimizerNet(nn.Module):
         step: int = 0,
         total_steps: int = 0,
         differentiable: bool = True,
+        loss: Tensor | float | None = None,
     ) -> tuple[dict[str, Tensor], State]:
         """theta <- theta + the step of `step_flat` (Metz 2019: -0.001 d exp(0.001 m), (d, m) = MLP(features));
-        pure and differentiable in meta_params."""
+        pure and differentiable in meta_params. `loss`: the step's training loss (read by a design with loss
+        features, whose statistics travel in the state as "loss_stats")."""
         sizes = [p.numel() for p in params.values()]
-        delta, state = self.step_flat(meta_params, state, flatten(grads), flatten(params), sizes, step, total_steps)
+        features, stats = None, None
+        if self.config.loss_features:
+            stats = generalist.loss_statistics(state["loss_stats"].tolist(), None if loss is None else float(loss))
+            features = generalist.loss_features(stats)
+            state = {k: v for k, v in state.items() if k != "loss_stats"}
+        delta, state = self.step_flat(meta_params, state, flatten(grads), flatten(params), sizes, step, total_steps,
+                                      features)  # fmt: skip
+        if stats is not None:
+            state = {**state, "loss_stats": torch.tensor(stats, dtype=torch.float64)}
         return add_flat(params, delta), state
 
 
@@ -181,30 +200,47 @@ class MLPOptimizer(FlatOptimizer):
     name = "mlp"
     default_weights = "mlp-mnist"
     _offsets: tuple[list[int], Tensor] | None = None  # tensor sizes and their start offsets, for the kernel
+    _loss_stats: list[float] | None = None  # a design with loss features: mlp_generalist.loss_statistics
+
+    @property
+    def wants_loss(self) -> bool:
+        """Whether the weights read the training loss (training loops then pass step(loss=...))."""
+        return self.net.config.loss_features
 
     @classmethod
     def untrained(cls, generator: torch.Generator) -> MLPOptimizerNet:
         return MLPOptimizerNet(generator=generator)
 
-    def _flat_update(self, flat_grad: Tensor, params: list[Tensor]) -> Tensor:
+    def _flat_update(self, flat_grad: Tensor, params: list[Tensor], loss: float | None = None) -> Tensor:
         flat_param = self._buffer("param", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
         torch.cat([p.detach().reshape(-1) for p in params], out=flat_param)
         sizes = [p.numel() for p in params]
         state, config = self.flat_state, self.net.config
+        features = None
+        if config.loss_features:
+            self._loss_stats = generalist.loss_statistics(self._loss_stats, loss)
+            features = generalist.loss_features(self._loss_stats)
         if fused.available(self.net.has_kernel, flat_grad, *state.values()):  # the fused CPU kernel of step_flat
             if self._offsets is None or self._offsets[0] != sizes:
                 self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
-            weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps)
+            weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps, features)
             out = self._buffer("delta", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
             return fused.mlp_update(config.design, config.hidden, self._offsets[1], flat_grad, flat_param,
                                     state["momenta"], state["rms"], weights, hyper, NORMALIZER_EPS,
                                     fused.threads_for(flat_grad.numel()), out=out)  # fmt: skip
         delta, new = self.net.step_flat(
-            self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps
+            self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps, features
         )
         for k, v in new.items():
             state[k].copy_(v)
         return delta
+
+    def _header_extra(self) -> dict[str, Any]:
+        return {} if self._loss_stats is None else {"loss_stats": list(self._loss_stats)}
+
+    def _load_header_extra(self, header: dict[str, Any]) -> None:
+        stats = header.get("loss_stats")
+        self._loss_stats = None if stats is None else [float(v) for v in stats]
 
 
 def _from_card(config: dict) -> MLPOptimizerNet:

@@ -8,7 +8,10 @@ Departures from Metz 2019, each named in docs/generalist.md with its source:
   Moudgil et al. 2025), times the param group's `lr` (Celo2: the user's schedule multiplies the step);
 - the log of each tensor's parameter RMS as a per-tensor input, so the step can follow a tensor's scale under
   reparameterization augmentation (loptim.tasks.augment);
-- a tiny network (2 x 8 hidden units; Celo: hidden sizes 4-16).
+- a tiny network (2 x 8 hidden units; Celo: hidden sizes 4-16);
+- optionally (`MLPConfig(loss_features=True)`), features of the training loss's history beside the progress
+  features, for the schedule head and the first layer's bias: Celo's step-size network reads loss EMAs relative
+  to the running minimum; here their trends and the distance above the best, all unitless and clipped.
 The update, per coordinate i of tensor k at step t (d, s: the network's two outputs; h_t: the schedule head):
     Delta_i = -nominal_lr * exp(clamp(h_t + s_i, -7, 4)) * (m_hat_i / (sqrt(v_hat_i) + eps) + d_i)
 """
@@ -27,6 +30,8 @@ RMS_DECAY = 0.999  # Adam's beta2
 ADAM_EPS = 1e-8
 NUM_FEATURES = 2 + 2 * len(DECAYS) + 1  # g, p, momenta, g and momenta over sqrt(v_hat)
 NUM_PROGRESS = 8
+LOSS_DECAYS = (0.9, 0.99, 0.999)  # EMAs of the training loss (bias-corrected)
+NUM_LOSS = 4  # seen a loss; trend fast/mid and mid/slow; fast EMA above its running minimum (loss_features)
 NUM_TENSOR_FEATURES = 1  # log RMS of the tensor's parameters
 LOG_STEP_RANGE = (-7.0, 4.0)
 # Ablations of the design (issue 16's ablation table), each removing one of the later fixes:
@@ -45,6 +50,54 @@ def progress_features(step: int, total_steps: int, dtype: torch.dtype, device: t
     return torch.tensor(values, dtype=dtype, device=device)
 
 
+def loss_statistics(stats: list[float] | None, loss: float | None) -> list[float]:
+    """The running loss statistics after one step's training loss: [EMA accumulators of LOSS_DECAYS..., count,
+    the fast EMA's minimum]. A missing, non-finite or non-positive loss leaves them as they are (its log ratios
+    would mean nothing), so a loop that never hands the loss over sees `loss_features` of zero."""
+    stats = list(stats) if stats is not None else [0.0] * (len(LOSS_DECAYS) + 2)
+    if loss is None or not math.isfinite(loss) or loss <= 0.0:
+        return stats
+    k = len(LOSS_DECAYS)
+    for i, beta in enumerate(LOSS_DECAYS):
+        stats[i] = beta * stats[i] + (1.0 - beta) * loss
+    count = stats[k] = stats[k] + 1.0
+    fast = stats[0] / (1.0 - LOSS_DECAYS[0] ** count)
+    stats[k + 1] = fast if count == 1.0 else min(stats[k + 1], fast)
+    return stats
+
+
+def loss_features(stats: list[float] | None) -> list[float]:
+    """(NUM_LOSS,) unitless features of the loss history: whether any loss was seen; log(fast / mid EMA) and
+    log(mid / slow EMA), clipped to +-1 (positive: the loss is rising); log(fast EMA / its minimum), clipped to
+    [0, 1] (how far above its best the run is). All zero before the first loss."""
+    k = len(LOSS_DECAYS)
+    if stats is None or stats[k] < 1.0:
+        return [0.0] * NUM_LOSS
+    count = stats[k]
+    ema = [stats[i] / (1.0 - beta**count) for i, beta in enumerate(LOSS_DECAYS)]
+
+    def clip(x: float, lo: float, hi: float) -> float:
+        return min(max(x, lo), hi)
+
+    return [
+        1.0,
+        clip(math.log(ema[0] / ema[1]), -1.0, 1.0),
+        clip(math.log(ema[1] / ema[2]), -1.0, 1.0),
+        clip(math.log(ema[0] / stats[k + 1]), 0.0, 1.0),
+    ]
+
+
+def step_features(
+    step: int, total_steps: int, dtype: torch.dtype, device: torch.device, loss: list[float] | None = None
+) -> Tensor:
+    """The per-step inputs of the schedule head and the first layer's bias: the progress features, followed by
+    the loss features when the design has them (`loss`, NUM_LOSS values; None: a design without them)."""
+    progress = progress_features(step, total_steps, dtype, device)
+    if loss is None:
+        return progress
+    return torch.cat((progress, torch.tensor(loss, dtype=dtype, device=device)))
+
+
 def zero_state(num_coordinates: int, dtype: torch.dtype, device: torch.device | str | None) -> dict[str, Tensor]:
     """Three momenta and Adam's second moment: 16 bytes per fp32 parameter (coordinates on the last dimension)."""
     return {
@@ -53,17 +106,18 @@ def zero_state(num_coordinates: int, dtype: torch.dtype, device: torch.device | 
     }
 
 
-def meta_param_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
+def meta_param_shapes(hidden: int, with_loss: bool = False) -> dict[str, tuple[int, ...]]:
+    steps = NUM_PROGRESS + (NUM_LOSS if with_loss else 0)
     return {
         "w1": (hidden, NUM_FEATURES),
-        "w1_time": (hidden, NUM_PROGRESS),
+        "w1_time": (hidden, steps),
         "w1_tensor": (hidden, NUM_TENSOR_FEATURES),
         "b1": (hidden,),
         "w2": (hidden, hidden),
         "b2": (hidden,),
         "w3": (2, hidden),
         "b3": (2,),
-        "w_schedule": (NUM_PROGRESS,),
+        "w_schedule": (steps,),
     }
 
 
@@ -77,9 +131,11 @@ def update(
     total_steps: int,
     nominal_lr: float,
     ablation: str | None = None,
+    loss: list[float] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure and
-    differentiable in meta_params (the one implementation of the generalist update). `ablation`: see ABLATIONS."""
+    differentiable in meta_params (the one implementation of the generalist update). `ablation`: see ABLATIONS;
+    `loss`: this step's `loss_features` for a design that has them."""
     dtype, device = grad.dtype, grad.device
     decays = torch.tensor(DECAYS, dtype=dtype, device=device).unsqueeze(1)
     momenta = decays * state["momenta"] + (1.0 - decays) * grad
@@ -96,7 +152,7 @@ def update(
                          momenta * inverse))  # fmt: skip
         features = normalize_per_tensor(raw, None, sizes)
     log_rms = 0.5 * torch.log(per_tensor_mean_square(param.unsqueeze(0), None, sizes) + NORMALIZER_EPS)  # (1, T)
-    progress = progress_features(step, total_steps, dtype, device)
+    progress = step_features(step, total_steps, dtype, device, loss)
     if ablation == "schedule":
         progress = torch.zeros_like(progress)
     bias1 = meta_params["b1"] + meta_params["w1_time"] @ progress  # (H,)
@@ -113,11 +169,11 @@ def update(
 
 
 def kernel_inputs(
-    meta_params: dict[str, Tensor], step: int, total_steps: int, nominal_lr: float
+    meta_params: dict[str, Tensor], step: int, total_steps: int, nominal_lr: float, loss: list[float] | None = None
 ) -> tuple[list[Tensor], list[float]]:
     """The fused CPU kernel's weights (w1, b1 with the progress bias, w1_tensor, w2, b2, w3, b3) and constants
     (loptim/kernels/cpu.cpp, Generalist) for this step: the same terms as `update`."""
-    progress = progress_features(step, total_steps, torch.float32, torch.device("cpu"))
+    progress = step_features(step, total_steps, torch.float32, torch.device("cpu"), loss)
     p = {k: v.detach().float() for k, v in meta_params.items()}
     bias1 = p["b1"] + p["w1_time"] @ progress
     schedule = float(p["w_schedule"] @ progress)
