@@ -23,6 +23,7 @@ from loptim.meta.lhopt_rollout import (
 from loptim.meta.lhopt_trainer import LHOPTTrainer, episodes_to_batch, make_policy
 from loptim.meta.recipes import RECIPES, LHOPTRecipe
 from loptim.optimizers.lhopt.actions import ACTION_HEADS, HEAD_SIZES, NOOP_ACTION
+from loptim.optimizers.lhopt.policy import choose
 from loptim.optimizers.registry import learned_factory
 from loptim.tasks import get_task
 
@@ -222,3 +223,22 @@ def test_worker_processes_give_the_in_process_episodes(tmp_path):
     in_process = LHOPTTrainer(_tiny(), tmp_path).collect(seeds, greedy=False)
     for a, b in zip(in_workers, in_process):
         assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions) and a.reward == b.reward
+
+
+def test_a_curriculum_recipe_starts_from_the_earlier_policy_with_the_freed_head_at_its_no_op():
+    """lhopt-wide-wd frees the weight-decay head of lhopt-wide's policy: the same weights, so the same greedy
+    learning-rate choices, and the freed head's greedy choice is its no-op (its initial bias never trained)."""
+    recipe = RECIPES.get("lhopt-wide-wd")
+    policy, source = make_policy(recipe), loptim.optimizers.lhopt.shell.load_policy("lhopt-wide")
+    for k, v in source.state_dict().items():
+        assert torch.equal(policy.state_dict()[k], v), k
+    assert source.config.fixed_choices != policy.config.fixed_choices
+    wd = [head.name for head in ACTION_HEADS].index("weight_decay")
+    assert policy.config.fixed_choices[wd] == -1 and source.config.fixed_choices[wd] == ACTION_HEADS[wd].noop
+    obs = torch.randn(3, 5, policy.config.obs_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, _ = policy.sequence(obs, policy.initial_state(3))
+        theirs, _ = source.sequence(obs, source.initial_state(3))
+    assert torch.equal(choose(ours, HEAD_SIZES), choose(theirs, HEAD_SIZES))
+    with pytest.raises(ValueError, match="another architecture"):
+        make_policy(dataclasses.replace(recipe, hidden=32))

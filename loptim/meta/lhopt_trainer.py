@@ -67,8 +67,18 @@ def policy_config(recipe: LHOPTRecipe) -> PolicyConfig:
 
 def make_policy(recipe: LHOPTRecipe) -> ActorCritic:
     """The initial policy: near-uniform logits plus the recipe's `noop_bias` on each head's no-op, so that the
-    greedy policy keeps the initial hyperparameters until trained while sampling still explores every choice."""
-    return ActorCritic(policy_config(recipe), torch.Generator().manual_seed(recipe.seed), noop_bias(recipe.noop_bias))
+    greedy policy keeps the initial hyperparameters until trained while sampling still explores every choice; or,
+    with `recipe.init_from`, those weights (the curriculum of heads: a policy trained with fewer heads controlled,
+    whose other heads still hold their initial no-op bias, so it starts as that policy)."""
+    policy = ActorCritic(policy_config(recipe), torch.Generator().manual_seed(recipe.seed), noop_bias(recipe.noop_bias))
+    if recipe.init_from is not None:
+        from loptim.optimizers.lhopt.shell import load_policy
+
+        source = load_policy(recipe.init_from)
+        if source.config.head_sizes != policy.config.head_sizes or source.config.hidden != policy.config.hidden:
+            raise ValueError(f"cannot start recipe '{recipe.name}' from '{recipe.init_from}': another architecture")
+        policy.load_state_dict(source.state_dict())
+    return policy
 
 
 def episodes_to_batch(episodes: list[Episode]) -> TrajectoryBatch:

@@ -185,6 +185,7 @@ class LHOPTRecipe:
     valid_families: tuple[str, ...] = ()  # META_VALID_FAMILIES entries; empty: evaluate on the training mixture
     valid_steps: tuple[int, ...] = (300, 1000)  # meta-validation lengths, cycled
     valid_decisions: int = 32  # the shell's deployment default
+    init_from: str | None = None  # LHOPT weights to start from (the curriculum of heads; lhopt_trainer.make_policy)
 
     def __post_init__(self) -> None:
         from loptim.meta.lhopt_families import check_families
@@ -325,6 +326,14 @@ LHOPT_WIDE = LHOPTRecipe(
     valid_steps=(300, 1000),
 )
 RECIPES.add("lhopt-wide", lambda: LHOPT_WIDE)
+# The curriculum of heads (issue 15, item 4): lhopt-wide's policy with weight decay freed too, kept only if the
+# meta-validation score improves on lhopt-wide's at equal compute (campaigns/lhopt-wide/README.md).
+RECIPES.add(
+    "lhopt-wide-wd",
+    lambda: dataclasses.replace(
+        LHOPT_WIDE, name="lhopt-wide-wd", controlled=("lr", "weight_decay"), init_from="lhopt-wide"
+    ),
+)
 RECIPES.add(
     "tiny-lhopt-wide",
     lambda: dataclasses.replace(
