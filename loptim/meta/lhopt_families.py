@@ -40,6 +40,11 @@ TRAIN_FAMILIES: dict[str, dict[str, Any]] = {
         "contexts": (16, 32),
         "batch_sizes": (8, 16),
     },
+    # lhopt-wider's other modalities (loptim/tasks/families.py): tabular MLPs, time-series GRUs, and character LMs
+    # of three architectures on two corpora; meta-train data only.
+    "tiny-tabular": {},
+    "tiny-series": {},
+    "tiny-text": {},
 }
 
 # Meta-validation (checkpoint selection): variants that no lhopt-wide training entry draws (MLP depth 4, CNN base
@@ -66,6 +71,9 @@ META_VALID_FAMILIES: dict[str, dict[str, Any]] = {
         "batch_sizes": (16,),
     },
     "valid/noisy-quadratic": {"family": "noisy-quadratic", "reference": "noisy-quadratic"},
+    # lhopt-wider's: its new modalities on meta-valid data (the partition's), never trained on.
+    "valid/tiny-tabular-doctor": {"family": "tiny-tabular", "reference": "tiny-tabular", "table": "doctor-contacts"},
+    "valid/tiny-text-spam": {"family": "tiny-text", "reference": "tiny-text", "corpora": ("spam-assassin",)},
 }
 
 _ENTRY_KEYS = ("family", "reference")

@@ -326,6 +326,20 @@ LHOPT_WIDE = LHOPTRecipe(
     valid_steps=(300, 1000),
 )
 RECIPES.add("lhopt-wide", lambda: LHOPT_WIDE)
+# lhopt-wider: lhopt-wide's mixture plus three more modalities of meta-train data (tabular MLPs, time-series GRUs,
+# character LMs of three architectures on two corpora; issue 15, item 2: task families varied in modality),
+# meta-validated on two more variants on meta-valid data; starts from the shipped lhopt-wide policy.
+RECIPES.add(
+    "lhopt-wider",
+    lambda: dataclasses.replace(
+        LHOPT_WIDE,
+        name="lhopt-wider",
+        families=(*LHOPT_WIDE.families, ("tiny-tabular", 1.5), ("tiny-series", 1.0), ("tiny-text", 1.5)),
+        valid_families=(*LHOPT_WIDE.valid_families, "valid/tiny-tabular-doctor", "valid/tiny-text-spam"),
+        eval_rollouts=12,
+        init_from="lhopt-wide",
+    ),
+)
 # The curriculum of heads (issue 15, item 4): lhopt-wide's policy with weight decay freed too, kept only if the
 # meta-validation score improves on lhopt-wide's at equal compute (campaigns/lhopt-wide/README.md).
 RECIPES.add(
