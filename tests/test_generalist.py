@@ -14,6 +14,7 @@ from loptim.meta.recipes import RECIPES
 from loptim.meta.trainer import MetaTrainer, warm_start
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.mlp import MLPConfig, MLPOptimizerNet, generalist_config
+from loptim.optimizers.step_inputs import MissingLossError
 from loptim.pretrained import save_learned
 from loptim.tasks import get_task
 from loptim.tasks.augment import ReparameterizedTask
@@ -251,3 +252,25 @@ def test_the_loss_statistics_survive_a_state_dict_round_trip(tmp_path):
         first.step(loss=losses[t])
     for a, b in zip(straight, params):
         assert torch.equal(a, b)
+
+
+def test_the_loss_design_asks_for_the_loss_once_and_takes_it_from_observe_loss(tmp_path):
+    _, (_, path) = _loss_design_pair(tmp_path)
+    param = torch.nn.Parameter(torch.ones(4))
+    opt = loptim.MLPOptimizer([param], weights=path, total_steps=5)
+    param.grad = torch.ones(4)
+    with pytest.raises(MissingLossError, match="observe_loss"):
+        opt.step()
+    assert torch.equal(param, torch.ones(4)) and opt.step_count == 0  # refused before anything changed
+    twin = torch.nn.Parameter(torch.ones(4))
+    other = loptim.MLPOptimizer([twin], weights=path, total_steps=5)
+    for loss in (2.0, 1.5):
+        opt.observe_loss(torch.tensor(loss))  # what loptim.integrations calls
+        opt.step()
+        twin.grad = param.grad.clone()
+        other.step(loss=loss)
+        assert torch.equal(param, twin)
+    opt.step()  # a later step without a loss keeps the statistics (no error once one was seen)
+    assert opt._loss_stats == other._loss_stats
+    plain = loptim.MLPOptimizer([torch.nn.Parameter(torch.ones(4))], weights=None)
+    assert not plain.wants_loss

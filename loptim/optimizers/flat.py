@@ -142,6 +142,10 @@ class FlatOptimizer(torch.optim.Optimizer):
         training loss when the loop gave one (read by cores with loss features, if `wants_loss`)."""
         raise NotImplementedError
 
+    def _loss_for_core(self, loss: Loss) -> float | None:
+        """The step's training loss as the core reads it (None: this core does not read the loss)."""
+        return None
+
     def _header_extra(self) -> dict[str, Any]:
         """State that is not per coordinate, for the state_dict's header (none by default)."""
         return {}
@@ -212,6 +216,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         active = [p.grad is not None for p in params]
         if not any(active):
             return closure_loss
+        core_loss = self._loss_for_core(loss)  # before any state changes: it may raise MissingLossError
         self._ensure_state(params)
         device, dtype = self._state_key()
         flat_grad = self._flat_grad(dtype)
@@ -229,8 +234,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         if lazy:
             flat_grad = torch.where(bad, torch.zeros((), dtype=dtype, device=device), flat_grad)
         saved = self._snapshot([i for i, a in enumerate(active) if not a])
-        loss_for_core = loss_value(loss) if loss is not None and getattr(self, "wants_loss", False) else None
-        delta = self._flat_update(flat_grad, params, loss_for_core)
+        delta = self._flat_update(flat_grad, params, core_loss)
         self._restore(saved)
         if lazy:
             delta = torch.where(bad, torch.zeros((), dtype=dtype, device=device), delta)

@@ -32,6 +32,7 @@ from loptim.kernels import fused
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
+from loptim.optimizers.step_inputs import loss_value, missing_loss
 from loptim.pretrained import register_kind
 
 
@@ -202,10 +203,28 @@ class MLPOptimizer(FlatOptimizer):
     _offsets: tuple[list[int], Tensor] | None = None  # tensor sizes and their start offsets, for the kernel
     _loss_stats: list[float] | None = None  # a design with loss features: mlp_generalist.loss_statistics
 
+    _observed_loss: float | None = None  # observe_loss's value, for the next step
+
     @property
     def wants_loss(self) -> bool:
         """Whether the weights read the training loss (training loops then pass step(loss=...))."""
         return self.net.config.loss_features
+
+    def observe_loss(self, loss: Tensor | float) -> None:
+        """Hand over the training loss for the next bare `step()` (loops that do not pass it to step; see
+        loptim.integrations). Only weights with loss features read it."""
+        self._observed_loss = loss_value(loss)
+
+    def _loss_for_core(self, loss: Tensor | float | None) -> float | None:
+        """The step's loss (the argument, else what observe_loss handed over) for weights with loss features; a
+        step without one leaves their loss statistics as they are, but the first step needs one."""
+        if not self.wants_loss:
+            return None
+        value = loss_value(loss) if loss is not None else self._observed_loss
+        self._observed_loss = None
+        if value is None and self._loss_stats is None:
+            raise missing_loss("MLPOptimizer with loss-feature weights")
+        return value
 
     @classmethod
     def untrained(cls, generator: torch.Generator) -> MLPOptimizerNet:

@@ -13,10 +13,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from loptim.errors import DivergedError
+from loptim.errors import DivergedError, LoptimError
 
 NONFINITE_POLICIES = ("raise", "skip")
 Loss = Tensor | float | None
+
+
+class MissingLossError(LoptimError, ValueError):
+    """The optimizer reads each step's training loss (LHOPT's policy, a generalist with loss features)."""
+
+
+def missing_loss(name: str) -> MissingLossError:
+    return MissingLossError(
+        f"{name} needs the training loss: call step(closure), step(loss), step(loss=loss), or "
+        "opt.observe_loss(loss) before step() (loptim.integrations has Lightning and Hugging Face glue)"
+    )
 
 
 def split_step_args(closure_or_loss: Callable[[], Any] | Tensor | float | None, loss: Loss) -> tuple[Any, Loss]:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from loptim.errors import LoptimError, WeightsError
+from loptim.errors import WeightsError
 from loptim.optimizers.flat import meta_sha256
 from loptim.optimizers.lhopt.actions import HEAD_SIZES
 from loptim.optimizers.lhopt.controller import ControlLoop
@@ -23,10 +23,12 @@ from loptim.optimizers.lhopt.inner import PUBLISHED, InnerConfig, InnerHParams, 
 from loptim.optimizers.lhopt.policy import ActorCritic, choose, default_policy
 from loptim.optimizers.step_inputs import (
     Loss,
+    MissingLossError,
     check_dense,
     check_hyperparameters,
     check_one_device,
     loss_value,
+    missing_loss,
     run_closure,
     split_step_args,
 )
@@ -37,10 +39,6 @@ from loptim.optimizers.versions import (
     restore_group_options,
     state_dict_header,
 )
-
-
-class MissingLossError(LoptimError, ValueError):
-    """LHOPT's policy needs each step's training loss."""
 
 
 class LHOPT(torch.optim.Optimizer):
@@ -155,10 +153,7 @@ class LHOPT(torch.optim.Optimizer):
             loss = sum(loss_value(v) for v in observed) / len(observed)
         value = loss_value(loss) if loss is not None else self._last_loss
         if value is None:
-            raise MissingLossError(
-                "LHOPT needs the training loss: call step(closure), step(loss), step(loss=loss), or "
-                "opt.observe_loss(loss) before step() (loptim.integrations has Lightning and Hugging Face glue)"
-            )
+            raise missing_loss("LHOPT")
         if math.isfinite(value):
             self._last_loss = value
         return value
