@@ -274,3 +274,15 @@ def test_the_loss_design_asks_for_the_loss_once_and_takes_it_from_observe_loss(t
     assert opt._loss_stats == other._loss_stats
     plain = loptim.MLPOptimizer([torch.nn.Parameter(torch.ones(4))], weights=None)
     assert not plain.wants_loss
+
+
+def test_the_loss_recipe_starts_as_the_shipped_generalist_and_warm_start_refuses_other_shapes():
+    trainer = MetaTrainer(replace(RECIPES.get("mlp-generalist-loss"), slots=1), "unused")
+    source = loptim.MLPOptimizer([torch.nn.Parameter(torch.zeros(1))], weights="mlp-generalist").net.meta_params()
+    for name, value in trainer.meta.items():
+        width = source[name].shape[-1]
+        assert torch.equal(value[..., :width], source[name]), name
+        assert not value[..., width:].any(), name
+    assert trainer.config.loss_features and trainer.parts.card["warm_started_from"] == "mlp-generalist"
+    with pytest.raises(ValueError, match="cannot warm-start w1"):
+        warm_start(MLPOptimizerNet(generalist_config(16)), MLPOptimizerNet(generalist_config(8)))
