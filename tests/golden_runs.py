@@ -13,7 +13,8 @@ from loptim.meta.trainer import MetaTrainer
 from loptim.pretrained import available
 
 SHIPPED_KINDS = {"lstm-mnist": "lstm", "lstm-mnist-mb2": "lstm", "lstm-quadratic": "lstm", "mlp-mnist": "mlp",
-                 "mlp-generalist": "mlp", "lhopt-small": "lhopt", "lhopt-wide": "lhopt"}  # fmt: skip
+                 "mlp-generalist": "mlp", "lhopt-small": "lhopt", "lhopt-wide": "lhopt",
+                 "lhopt-wider": "lhopt"}  # fmt: skip
 
 
 def meta_training(out: Path) -> dict[str, dict[str, torch.Tensor]]:
