@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -80,14 +82,16 @@ def test_suite_tables_match_suite_json():
         assert line in README, line
 
 
-def test_candidate_suite_summary_matches_its_suite_json():
-    """The README's table of the campaigns' candidates comes from benchmarks/suite/results/candidates."""
+@pytest.mark.parametrize("folder, optimizers", [("candidates", 4), ("candidates-wider", 3)])
+def test_candidate_suite_summaries_match_their_suite_json(folder, optimizers):
+    """The README's tables of the campaigns' candidates come from benchmarks/suite/results/<folder>."""
     from loptim.evaluate.suite_report import table_markdown
 
-    results = json.loads((ROOT / "benchmarks/suite/results/candidates/suite.json").read_text())
+    results = json.loads((ROOT / "benchmarks/suite/results" / folder / "suite.json").read_text())
     table = table_markdown(results).splitlines()
     start = next(i for i, line in enumerate(table) if line.startswith("| optimizer | tasks |"))
     summary = [line for line in table[start + 2 :] if line.startswith("| ")]
-    assert len(summary) == len(results["summary"]) == 4
+    assert len(summary) == len(results["summary"]) == optimizers
+    assert f"--out benchmarks/suite/results/{folder}" in results["command"]
     for line in summary:
         assert line in README, line

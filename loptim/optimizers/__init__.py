@@ -20,7 +20,7 @@ def _mlp_factory(weights: str = "mlp-mnist"):
     return factory
 
 
-def _lhopt_factory(weights: str = "lhopt-wide"):
+def _lhopt_factory(weights: str = "lhopt-wider"):
     def factory(params, *, total_steps: int) -> LHOPT:
         return LHOPT(params, weights=weights, total_steps=total_steps)
 
