@@ -41,13 +41,12 @@ LOG_STEP_RANGE = (-7.0, 4.0)
 ABLATIONS = ("normalization", "schedule")
 
 
-def progress_features(step: int, total_steps: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+def progress_features(step: int, total_steps: int) -> list[float]:
     """(NUM_PROGRESS,): whether the run's length is known, f = step / total_steps and f^2, sqrt(f), and
     tanh(step / tau) for tau in 10, 100, 1000, 10000 (the same for every coordinate: a per-step bias)."""
     known = total_steps > 0
     f = min(step / total_steps, 1.0) if known else 0.0
-    values = [float(known), f, f * f, math.sqrt(f)] + [math.tanh(step / tau) for tau in (10, 100, 1_000, 10_000)]
-    return torch.tensor(values, dtype=dtype, device=device)
+    return [float(known), f, f * f, math.sqrt(f)] + [math.tanh(step / tau) for tau in (10, 100, 1_000, 10_000)]
 
 
 def loss_statistics(stats: list[float] | None, loss: float | None) -> list[float]:
@@ -92,10 +91,8 @@ def step_features(
 ) -> Tensor:
     """The per-step inputs of the schedule head and the first layer's bias: the progress features, followed by
     the loss features when the design has them (`loss`, NUM_LOSS values; None: a design without them)."""
-    progress = progress_features(step, total_steps, dtype, device)
-    if loss is None:
-        return progress
-    return torch.cat((progress, torch.tensor(loss, dtype=dtype, device=device)))
+    values = progress_features(step, total_steps) + (loss if loss is not None else [])
+    return torch.tensor(values, dtype=dtype, device=device)  # one host-to-device copy per step
 
 
 def zero_state(num_coordinates: int, dtype: torch.dtype, device: torch.device | str | None) -> dict[str, Tensor]:
