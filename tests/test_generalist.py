@@ -286,3 +286,19 @@ def test_the_loss_recipe_starts_as_the_shipped_generalist_and_warm_start_refuses
     assert trainer.config.loss_features and trainer.parts.card["warm_started_from"] == "mlp-generalist"
     with pytest.raises(ValueError, match="cannot warm-start w1"):
         warm_start(MLPOptimizerNet(generalist_config(16)), MLPOptimizerNet(generalist_config(8)))
+
+
+def test_the_schedule_recipe_meta_trains_the_schedule_head_alone():
+    """Celo's second stage: two outer steps move w_schedule and leave every other meta-parameter bit for bit."""
+    torch.set_num_threads(1)
+    recipe = replace(RECIPES.get("mlp-generalist-schedule"), slots=2, inner_steps=(20, 30), truncation=(5, 5))
+    trainer = MetaTrainer(recipe, "unused")
+    start = {k: v.detach().clone() for k, v in trainer.meta.items()}
+    for _ in range(2):
+        trainer.train_epoch()
+        trainer.epoch += 1
+    for name, value in trainer.meta.items():
+        assert torch.equal(value, start[name]) == (name != "w_schedule"), name
+    assert trainer.parts.card["meta_trained_only"] == ["w_schedule"]
+    with pytest.raises(ValueError, match="perturbs \\['w_sched'\\].*choose among"):
+        MetaTrainer(replace(recipe, perturbed=("w_sched",)), "unused")

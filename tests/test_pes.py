@@ -95,3 +95,36 @@ def test_pes_carries_both_trajectories_and_the_accumulated_perturbation():
     torch.testing.assert_close(second.plus.params["x"], 4 * theta + 2 * eps1 + 2 * eps2)
     torch.testing.assert_close(second.minus.params["x"], 4 * theta - 2 * eps1 - 2 * eps2)
     assert second.done
+
+
+class TwoDriftOptimizer(DriftOptimizer):
+    """x_{t+1} = x_t + theta + phi: both meta-parameters move the loss the same way."""
+
+    def update(self, meta_params, state, params, grads, **options):
+        return {"x": params["x"] + meta_params["theta"] + meta_params["phi"]}, state
+
+
+def test_pes_over_a_subset_is_unbiased_for_it_leaves_the_rest_and_has_less_variance():
+    """perturbed=("theta",): theta's estimate is still the exact gradient of the whole run, phi's is exactly zero,
+    and theta's estimate no longer carries the noise of phi's perturbation."""
+    theta = torch.tensor([0.3, -0.1, 0.2], dtype=torch.float64)
+    meta = {"theta": theta, "phi": torch.tensor([0.1, 0.0, -0.2], dtype=torch.float64)}
+    task, lopt, exact = LinearTask(), TwoDriftOptimizer(), _exact_gradient(theta)
+    estimates = {}
+    for perturbed in (None, ("theta",)):
+        estimator = PES(SIGMA, MetaObjective("valid", None, "mean"), normalize=False, perturbed=perturbed)
+        runs = []
+        for seed in range(200):
+            unroll = UnrollState(task, task.init(torch.Generator()), {}, 0, TRUNCATIONS * LENGTH, seed=seed)
+            run = start_run(unroll, meta, initial_loss=10.0)
+            totals = {k: torch.zeros(DIM, dtype=torch.float64) for k in meta}
+            truncation = Truncation([None] * LENGTH, [None] * LENGTH)
+            for j in range(TRUNCATIONS):
+                sample, run = estimator.sample(lopt, meta, run, truncation, j + 9 * seed)
+                totals = {k: totals[k] + sample.grads[0][k] for k in meta}
+            runs.append(totals)
+        estimates[perturbed] = {k: torch.stack([r[k] for r in runs]) for k in meta}
+    subset = estimates[("theta",)]
+    assert torch.equal(subset["phi"], torch.zeros_like(subset["phi"]))
+    assert torch.all((subset["theta"].mean(0) - exact).abs() < 4 * subset["theta"].std(0) / 200**0.5)
+    assert torch.all(subset["theta"].std(0) < 0.9 * estimates[None]["theta"].std(0))

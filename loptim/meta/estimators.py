@@ -86,9 +86,12 @@ class Sample:
     grads: list[Params] = field(default_factory=list)
 
 
-def perturbation(meta_params: Params, sigma: float, seed: int) -> Params:
-    """The sample's eps ~ N(0, sigma^2 I), a pure function of its seed (so any rank can regenerate it)."""
-    return sample_perturbations(meta_params, sigma, 1, torch.Generator().manual_seed(seed))[0]
+def perturbation(meta_params: Params, sigma: float, seed: int, keys: tuple[str, ...] | None = None) -> Params:
+    """The sample's eps ~ N(0, sigma^2 I), a pure function of its seed (so any rank can regenerate it); with `keys`
+    only those meta-parameters are perturbed and the others' eps is exactly zero."""
+    drawn = meta_params if keys is None else {k: meta_params[k] for k in keys}
+    eps = sample_perturbations(drawn, sigma, 1, torch.Generator().manual_seed(seed))[0]
+    return {k: eps[k] if k in eps else torch.zeros_like(v) for k, v in meta_params.items()}
 
 
 def draw_seeds(generator: torch.Generator | None, count: int) -> list[int]:

@@ -66,6 +66,10 @@ class PES(SampledEstimator):
     sigma: float = 0.01
     objective: MetaObjective = MetaObjective("valid", None, "mean")
     normalize: bool = True  # score log(loss / the run's initial loss); False: the raw meta-loss
+    # The meta-parameters perturbed (None: all). The others' estimate is exactly zero, so they keep their values,
+    # and the estimate of the perturbed ones carries no noise from the others (Celo's second phase trains the
+    # step-size network alone: a low-dimensional problem with far less variance).
+    perturbed: tuple[str, ...] | None = None
     trajectories = 2
 
     def start(self, unroll: UnrollState, meta_params: Params) -> PESRun:
@@ -84,7 +88,7 @@ class PES(SampledEstimator):
     def sample(
         self, lopt: LearnedOptimizerCore, meta_params: Params, run: PESRun, truncation: Truncation, seed: int
     ) -> tuple[Sample, PESRun]:
-        eps = perturbation(meta_params, self.sigma, seed)
+        eps = perturbation(meta_params, self.sigma, seed, self.perturbed)
         accumulated = {k: run.accumulated[k] + eps[k] for k in meta_params}
         with torch.no_grad():
             plus, plus_end = run_truncation(lopt, shifted(meta_params, eps, 1.0), run.plus, truncation, self.objective)
@@ -104,9 +108,10 @@ class PES(SampledEstimator):
         estimates = [s.grads[0] for s in samples]
         grads, variance = mean_and_variance(estimates) if len(estimates) > 1 else (estimates[0], None)
         stats = {"meta_loss": sum(0.5 * (s.plus + s.minus) for s in samples) / len(samples)}
-        if variance is not None:
-            total = sum(v.numel() for v in variance.values())
-            stats["pes_variance"] = float(sum(v.sum() for v in variance.values()) / total)
+        if variance is not None:  # per perturbed element
+            keys = list(variance) if self.perturbed is None else self.perturbed
+            total = sum(variance[k].numel() for k in keys)
+            stats["pes_variance"] = float(sum(variance[k].sum() for k in keys) / total)
         return grads, stats
 
 

@@ -251,6 +251,7 @@ class GeneralistRecipe:
     seed: int = 0
     core: MLPConfig = field(default_factory=generalist_config)
     init_from: str | None = None  # shipped weights to warm-start from (loptim.meta.trainer.warm_start)
+    perturbed: tuple[str, ...] | None = None  # the meta-parameters PES trains (None: all; the others stay as they are)
 
     def parts(self) -> Parts:
         return Parts(
@@ -258,7 +259,7 @@ class GeneralistRecipe:
             tasks=mixture_tasks(
                 self.families, self.augment, self.log10_scales, self.inner_steps, self.name, keep=4 * self.slots
             ),
-            estimator=PES(self.sigma),
+            estimator=PES(self.sigma, perturbed=self.perturbed),
             schedule=UniformTruncation(*self.truncation),
             runs=CarriedRuns(self.slots, in_checkpoint=False),  # a campaign checkpoint stays a few KB
             score=LogRatioToAdam(self.eval_tasks),
@@ -268,6 +269,7 @@ class GeneralistRecipe:
                 "meta_trained_on": [f"mixture {self.families}, reparameterized with p={self.augment}"],
                 "selection_score": {"tasks": list(self.eval_tasks)},
                 **({} if self.init_from is None else {"warm_started_from": self.init_from}),
+                **({} if self.perturbed is None else {"meta_trained_only": list(self.perturbed)}),
             },
             init_from=self.init_from,
         )
@@ -415,6 +417,20 @@ RECIPES.add(
         name="mlp-generalist-loss",
         core=MLPConfig(hidden=8, design="generalist", loss_features=True),
         init_from="mlp-generalist",
+    ),
+)
+# Celo's second stage (Moudgil et al. 2025, two-stage meta-training): the per-coordinate network frozen, only
+# the step-size head meta-trained: a 12-dimensional problem, where PES over all 286 meta-parameters barely moved
+# the loss-feature weights (campaigns/mlp-generalist-loss/README.md). It starts as exactly the shipped
+# mlp-generalist.
+RECIPES.add(
+    "mlp-generalist-schedule",
+    lambda: GeneralistRecipe(
+        name="mlp-generalist-schedule",
+        core=MLPConfig(hidden=8, design="generalist", loss_features=True),
+        init_from="mlp-generalist",
+        perturbed=("w_schedule",),
+        meta_lr=1e-2,  # 12 meta-parameters: each Adam step moves a weight by ~meta_lr
     ),
 )
 # The ablation table of docs/generalist.md: each removes one fix, all on the same budget (`--max-minutes 60`, one

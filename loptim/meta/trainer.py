@@ -67,6 +67,12 @@ class MetaTrainer(EpochLoop):
             warm_start(self.net, load_learned(self.kind, self.parts.init_from))
         self.core = self.net
         self.meta = {k: v.detach().clone().requires_grad_(True) for k, v in self.net.meta_params().items()}
+        unknown = set(getattr(self.parts.estimator, "perturbed", None) or ()) - set(self.meta)
+        if unknown:
+            raise ValueError(
+                f"recipe '{recipe.name}' perturbs {sorted(unknown)}, which its optimizer does not have: "
+                f"choose among {sorted(self.meta)}"
+            )
         outer = self.parts.outer
         self.adam = torch.optim.Adam(list(self.meta.values()), lr=outer.lr, betas=(outer.beta1, 0.999))
         self.tasks = self.parts.tasks
