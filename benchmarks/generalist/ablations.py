@@ -7,9 +7,10 @@ Train each first (about 1 core-hour each, one core; the two cores hold two at a 
         --max-minutes 60
     (and the same for -no-horizon, -no-normalization, -no-schedule, -no-augmentation)
 
-then
+and copy each run's best.safetensors and best.json into benchmarks/generalist/results/ablations/weights/NAME/
+(committed: the recipes are trained across sessions, the machine may be new by the time all five are done), then
 
-    python benchmarks/generalist/ablations.py [--runs runs] [--full] [--workers 2]
+    python benchmarks/generalist/ablations.py [--runs DIR] [--full] [--workers 2]
 
 runs `loptim suite --quick` (the issue's quick mode; `--full`: the core tier) on the five best checkpoints together
 and writes benchmarks/generalist/results/ablations/ (the suite's files and table.md: per recipe, what it removes,
@@ -37,8 +38,9 @@ ABLATIONS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where each recipe's run folder is")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/generalist/results/ablations"))
+    results = Path("benchmarks/generalist/results/ablations")
+    parser.add_argument("--runs", type=Path, default=results / "weights", help="where each recipe's folder is")
+    parser.add_argument("--out", type=Path, default=results)
     parser.add_argument("--full", action="store_true", help="the suite's core tier instead of its quick mode")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
