@@ -95,3 +95,20 @@ def test_candidate_suite_summaries_match_their_suite_json(folder, optimizers):
     assert f"--out benchmarks/suite/results/{folder}" in results["command"]
     for line in summary:
         assert line in README, line
+
+
+def test_generalist_ablation_rows_match_the_committed_cards():
+    """docs/generalist.md's table of the trained ablations comes from their cards in results/ablations/weights."""
+    doc = (ROOT / "docs/generalist.md").read_text()
+    weights = ROOT / "benchmarks/generalist/results/ablations/weights"
+    cards = sorted(weights.glob("generalist-ablation-*/best.json"))
+    assert cards
+    for path in cards:
+        card = json.loads(path.read_text())
+        name = path.parent.name.removeprefix("generalist-ablation-")
+        score = card["selection_score"]["mean_log_ratio_final_valid_loss_to_adam_1e-3"]
+        row = (
+            f"| {name} | {card['epochs_run']:,} | {card['experience_inner_steps']:,} "
+            f"| {score:+.3f} ({card['best_epoch']:,}) |"
+        )
+        assert row in doc, row

@@ -422,13 +422,12 @@ RECIPES.add(
 # Celo's second stage (Moudgil et al. 2025, two-stage meta-training): the per-coordinate network frozen, only
 # the step-size head meta-trained: a 12-dimensional problem, where PES over all 286 meta-parameters barely moved
 # the loss-feature weights (campaigns/mlp-generalist-loss/README.md). It starts as exactly the shipped
-# mlp-generalist.
+# mlp-generalist: it is mlp-generalist-loss with only the head perturbed.
 RECIPES.add(
     "mlp-generalist-schedule",
-    lambda: GeneralistRecipe(
+    lambda: dataclasses.replace(
+        RECIPES.get("mlp-generalist-loss"),
         name="mlp-generalist-schedule",
-        core=MLPConfig(hidden=8, design="generalist", loss_features=True),
-        init_from="mlp-generalist",
         perturbed=("w_schedule",),
         # 3e-3: a first start at 1e-2 moved the head by up to 0.6 in 270 outer steps and the doctor-contacts
         # evaluation to +1.79 at step 200 (campaigns/mlp-generalist-schedule/README.md)
