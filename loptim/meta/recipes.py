@@ -429,8 +429,8 @@ RECIPES.add(
         RECIPES.get("mlp-generalist-loss"),
         name="mlp-generalist-schedule",
         perturbed=("w_schedule",),
-        # 3e-3: a first start at 1e-2 moved the head by up to 0.6 in 270 outer steps and the doctor-contacts
-        # evaluation to +1.79 at step 200 (campaigns/mlp-generalist-schedule/README.md)
+        # 3e-3: a first start at 1e-2 took the doctor-contacts evaluation to +1.79 at outer step 200
+        # (campaigns/mlp-generalist-schedule/log-aborted-lr1e-2.jsonl)
         meta_lr=3e-3,
     ),
 )
