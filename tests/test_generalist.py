@@ -302,3 +302,74 @@ def test_the_schedule_recipe_meta_trains_the_schedule_head_alone():
     assert trainer.parts.card["meta_trained_only"] == ["w_schedule"]
     with pytest.raises(ValueError, match="perturbs \\['w_sched'\\].*choose among"):
         MetaTrainer(replace(recipe, perturbed=("w_sched",)), "unused")
+
+
+SCALE_CONFIG = MLPConfig(hidden=8, design="generalist", correction=False)
+
+
+def _trained_like(config: MLPConfig, seed: int = 3) -> MLPOptimizerNet:
+    """A generalist whose output layer and schedule are not zero, as after meta-training."""
+    net = MLPOptimizerNet(config, torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name in ("w3", "b3", "w_schedule"):
+            getattr(net, name).normal_(0.0, 0.5, generator=g)
+    return net
+
+
+def test_the_scale_only_design_moves_every_coordinate_as_adam_does():
+    """correction=False: the update is the full design's with d's output row zeroed, and each coordinate's step has
+    the sign of Adam's (-m_hat), whatever the network says; the full design's d flips some of them."""
+    scale, full = _trained_like(SCALE_CONFIG), _trained_like(generalist_config())
+    meta = {k: v.detach() for k, v in scale.meta_params().items()}
+    zeroed = {**meta, "w3": torch.stack((torch.zeros(8), meta["w3"][1])), "b3": torch.tensor([0.0, meta["b3"][1]])}
+    g = torch.Generator().manual_seed(7)
+    sizes = [30, 12]
+    state_s, state_f, state_z = (scale.zero_state(42) for _ in range(3))
+    param = torch.randn(42, generator=g)
+    flips = 0
+    for t in range(15):
+        grad = torch.randn(42, generator=g)
+        ds, state_s = scale.step_flat(meta, state_s, grad, param, sizes, t, 15)
+        dz, state_z = full.step_flat(zeroed, state_z, grad, param, sizes, t, 15)
+        df, state_f = full.step_flat(meta, state_f, grad, param, sizes, t, 15)
+        torch.testing.assert_close(ds, dz, rtol=0, atol=0)
+        momentum = state_s["momenta"][0]
+        assert bool((ds * momentum <= 0).all()) and bool((ds != 0).all())
+        flips += int((df * momentum > 0).sum())
+        param = param + ds
+    assert flips > 0  # the full design's correction does flip steps: the property is not vacuous
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+def test_the_scale_only_shell_matches_the_meta_training_update(tmp_path, monkeypatch, kernels):
+    """The shell (fused kernel, fed d's row zeroed, or reference) and MLPOptimizerNet.update agree, and a card with
+    correction=False loads as the scale-only design."""
+    monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+    net = _trained_like(SCALE_CONFIG)
+    path = tmp_path / "scale.safetensors"
+    save_learned(path, "mlp", net, vars(SCALE_CONFIG), {})
+    g = torch.Generator().manual_seed(0)
+    start = {"w": torch.randn(9, 7, generator=g), "b": torch.randn(7, generator=g)}
+    shell = [torch.nn.Parameter(v.clone()) for v in start.values()]
+    opt = loptim.MLPOptimizer(shell, weights=str(path), total_steps=12)
+    assert not opt.net.config.correction
+    params, meta, state = dict(start), {k: v.detach() for k, v in net.meta_params().items()}, net.init_state(start)
+    for t in range(12):
+        grads = {k: torch.randn(v.shape, generator=g) for k, v in params.items()}
+        for p, grad in zip(shell, grads.values()):
+            p.grad = grad.clone()
+        opt.step()
+        params, state = net.update(meta, state, params, grads, step=t, total_steps=12)
+    for a, b in zip(shell, params.values()):
+        torch.testing.assert_close(a.detach(), b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_scale_recipe_starts_from_the_shipped_generalist_without_its_correction():
+    trainer = MetaTrainer(replace(RECIPES.get("mlp-generalist-scale"), slots=1), "unused")
+    source = loptim.MLPOptimizer([torch.nn.Parameter(torch.zeros(1))], weights="mlp-generalist").net.meta_params()
+    for name, value in trainer.meta.items():
+        assert torch.equal(value, source[name]), name
+    assert not trainer.config.correction and trainer.parts.card["warm_started_from"] == "mlp-generalist"
+    with pytest.raises(ValueError, match="correction applies to the generalist"):
+        MLPConfig(correction=False)

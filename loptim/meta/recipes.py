@@ -434,6 +434,18 @@ RECIPES.add(
         meta_lr=3e-3,
     ),
 )
+# The scale-only design (docs/generalist.md, Scale-only design): the network's additive correction d dropped, so
+# each coordinate moves the way Adam moves it, by a learned positive factor. The unbounded d is what blew up the
+# shipped mlp-generalist on runs wider and longer than meta-training's (the dev set of benchmarks/generalist/
+# devset.py, on meta-train and meta-valid data); it starts from the shipped weights, d's row ignored.
+RECIPES.add(
+    "mlp-generalist-scale",
+    lambda: GeneralistRecipe(
+        name="mlp-generalist-scale",
+        core=MLPConfig(hidden=8, design="generalist", correction=False),
+        init_from="mlp-generalist",
+    ),
+)
 # The ablation table of docs/generalist.md: each removes one fix, all on the same budget (`--max-minutes 60`, one
 # core) and seed, beside the full design retrained on that budget (`generalist-ablation-control`).
 ABLATION_RECIPES = {

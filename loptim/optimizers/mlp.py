@@ -50,6 +50,7 @@ class MLPConfig:
     nominal_lr: float = 1e-3  # generalist: the Adam step the network corrects (Adam's default learning rate)
     ablation: str | None = None  # generalist: one of mlp_generalist.ABLATIONS (issue 16's ablation table), or None
     loss_features: bool = False  # generalist: loss-history features for the schedule (mlp_generalist.loss_features)
+    correction: bool = True  # generalist: the network's additive correction d (False: scale-only, Adam's signs)
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -58,6 +59,8 @@ class MLPConfig:
             raise ValueError(f"MLPConfig.ablation applies to the generalist design: one of {generalist.ABLATIONS}")
         if self.loss_features and self.design != "generalist":
             raise ValueError("MLPConfig.loss_features applies to the generalist design")
+        if not self.correction and self.design != "generalist":
+            raise ValueError("MLPConfig.correction applies to the generalist design")
 
     def build(self, generator: torch.Generator | None = None) -> MLPOptimizerNet:
         """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
@@ -132,7 +135,7 @@ class MLPOptimizerNet(nn.Module):
         step's loss features (mlp_generalist.loss_features), for a generalist with `loss_features`."""
         if self.config.design == "generalist":
             return generalist.update(meta_params, state, grad, param, sizes, step, total_steps, self.config.nominal_lr,
-                                     self.config.ablation, loss)  # fmt: skip
+                                     self.config.ablation, loss, self.config.correction)  # fmt: skip
         momenta, rms = accumulate(state["momenta"], state["rms"], grad)
         features = coordinate_features(grad, param, momenta, rms, segment_ids(sizes), sizes)
         bias1 = meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype, grad.device)
@@ -154,7 +157,7 @@ class MLPOptimizerNet(nn.Module):
         computes once per step (the progress bias of the first layer, bias corrections)."""
         config = self.config
         if config.design == "generalist":
-            return generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr, loss)
+            return generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr, loss, config.correction)
         p = {k: v.detach().float() for k, v in meta_params.items()}
         bias1 = p["b1"] + p["w1_time"] @ time_features(step)
         hyper = [*MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, config.step_mult, config.exp_mult]

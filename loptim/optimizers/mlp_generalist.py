@@ -14,6 +14,9 @@ Departures from Metz 2019, each named in docs/generalist.md with its source:
   to the running minimum; here their trends and the distance above the best, all unitless and clipped.
 The update, per coordinate i of tensor k at step t (d, s: the network's two outputs; h_t: the schedule head):
     Delta_i = -nominal_lr * exp(clamp(h_t + s_i, -7, 4)) * (m_hat_i / (sqrt(v_hat_i) + eps) + d_i)
+With `correction=False` (MLPConfig.correction) the additive correction d is dropped: the network only scales
+Adam's step per coordinate by a positive factor, so each coordinate moves the way Adam moves it (docs/generalist.md,
+Scale-only design: the unbounded d is what blew up runs larger and longer than meta-training's).
 """
 
 from __future__ import annotations
@@ -129,10 +132,12 @@ def update(
     nominal_lr: float,
     ablation: str | None = None,
     loss: list[float] | None = None,
+    correction: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure and
     differentiable in meta_params (the one implementation of the generalist update). `ablation`: see ABLATIONS;
-    `loss`: this step's `loss_features` for a design that has them."""
+    `loss`: this step's `loss_features` for a design that has them; `correction`: whether the network's additive
+    correction d joins Adam's direction (False: the scale-only design, each coordinate's step has Adam's sign)."""
     dtype, device = grad.dtype, grad.device
     decays = torch.tensor(DECAYS, dtype=dtype, device=device).unsqueeze(1)
     momenta = decays * state["momenta"] + (1.0 - decays) * grad
@@ -161,17 +166,26 @@ def update(
     direction, magnitude = torch.addmm(meta_params["b3"].unsqueeze(1), meta_params["w3"], hidden)
     schedule = meta_params["w_schedule"] @ progress
     log_step = torch.clamp(schedule + magnitude, *LOG_STEP_RANGE)
-    delta = -nominal_lr * torch.exp(log_step) * (nominal + direction)
+    delta = -nominal_lr * torch.exp(log_step) * (nominal + direction if correction else nominal)
     return delta, {"momenta": momenta, "rms": rms}
 
 
 def kernel_inputs(
-    meta_params: dict[str, Tensor], step: int, total_steps: int, nominal_lr: float, loss: list[float] | None = None
+    meta_params: dict[str, Tensor],
+    step: int,
+    total_steps: int,
+    nominal_lr: float,
+    loss: list[float] | None = None,
+    correction: bool = True,
 ) -> tuple[list[Tensor], list[float]]:
     """The fused CPU kernel's weights (w1, b1 with the progress bias, w1_tensor, w2, b2, w3, b3) and constants
-    (loptim/kernels/cpu.cpp, Generalist) for this step: the same terms as `update`."""
+    (loptim/kernels/cpu.cpp, Generalist) for this step: the same terms as `update`. Without the correction, the
+    output layer's d row is zero, which gives the kernel exactly the scale-only update."""
     progress = step_features(step, total_steps, torch.float32, torch.device("cpu"), loss)
     p = {k: v.detach().float() for k, v in meta_params.items()}
+    if not correction:
+        p["w3"] = torch.stack((torch.zeros_like(p["w3"][0]), p["w3"][1]))
+        p["b3"] = torch.stack((torch.zeros_like(p["b3"][0]), p["b3"][1]))
     bias1 = p["b1"] + p["w1_time"] @ progress
     schedule = float(p["w_schedule"] @ progress)
     t = step + 1
