@@ -2,7 +2,8 @@
 meta-train and meta-valid data only (loptim/tasks/partition.py), some 2x wider and 2x longer than the meta-training
 mixture's and the meta-validation tasks, for design decisions (docs/generalist.md, Scale-only design). Each
 generalist runs at its defaults; the references are Adam over four constant learning rates (its best per task is
-"tuned Adam"). Final validation loss, mean of 2 seeds.
+"tuned Adam"). Final validation loss, mean of 2 seeds; and each generalist's meta-validation score, the number
+its campaign selects checkpoints by (loptim.meta.parts.LogRatioToAdam on spam-gru and doctor-contacts-mlp).
 
     python benchmarks/generalist/devset.py --weights mlp-generalist,mlp-generalist-scale --scale-only mlp-generalist
 
@@ -24,6 +25,7 @@ import torch
 
 from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
+from loptim.meta.parts import LogRatioToAdam
 from loptim.optimizers.baselines import make_baseline
 from loptim.optimizers.mlp import MLPOptimizer
 from loptim.pretrained import save_learned
@@ -68,6 +70,14 @@ def scale_only(weights: str, folder: Path) -> str:
     return str(path)
 
 
+def meta_valid_score(weights: str) -> dict[str, float]:
+    """The campaigns' selection score of `weights`: mean log ratio of the final validation loss to Adam at 1e-3."""
+    net = MLPOptimizer([torch.nn.Parameter(torch.zeros(1))], weights=weights).net
+    meta = {k: v.detach() for k, v in net.meta_params().items()}
+    mean, per_task = LogRatioToAdam(("spam-gru", "doctor-contacts-mlp"))(net, meta, None, None)
+    return {"mean": mean, **per_task}
+
+
 def final_valid(factory: Callable, task: Task) -> float:
     """Mean over SEEDS of the final validation loss; a diverged run counts as infinite."""
     losses = [run_one(factory, task, task.default_steps, seed).valid_loss[-1] for seed in SEEDS]
@@ -83,9 +93,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     folder = Path(tempfile.mkdtemp())
-    learned = {w: generalist(w) for w in filter(None, args.weights.split(","))}
+    paths = {w: w for w in filter(None, args.weights.split(","))}
     for w in filter(None, args.scale_only.split(",")):
-        learned[f"{w} (scale-only)"] = generalist(scale_only(w, folder))
+        paths[f"{w} (scale-only)"] = scale_only(w, folder)
+    learned = {key: generalist(path) for key, path in paths.items()}
+    scores = {key: meta_valid_score(path) for key, path in paths.items()}
+    for key, score in scores.items():
+        print(f"meta-validation score | {key} | {score['mean']:+.3f}", flush=True)
     results = {}
     for name in args.tasks.split(","):
         task = TASKS[name]()
@@ -108,7 +122,7 @@ def main() -> None:
     command = "python benchmarks/generalist/devset.py --weights " + args.weights
     command += f" --scale-only {args.scale_only}" if args.scale_only else ""
     payload = {"command": command, "seeds": list(SEEDS), "adam_lrs": list(ADAM_LRS), "tasks": results,
-               "geometric_mean_ratio_to_tuned_adam": geomean}  # fmt: skip
+               "geometric_mean_ratio_to_tuned_adam": geomean, "meta_validation_score": scores}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(payload, indent=1))
 
