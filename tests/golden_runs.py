@@ -14,7 +14,7 @@ from loptim.pretrained import available
 
 SHIPPED_KINDS = {"lstm-mnist": "lstm", "lstm-mnist-mb2": "lstm", "lstm-quadratic": "lstm", "mlp-mnist": "mlp",
                  "mlp-generalist": "mlp", "lhopt-small": "lhopt", "lhopt-wide": "lhopt",
-                 "lhopt-wider": "lhopt"}  # fmt: skip
+                 "lhopt-wider": "lhopt", "mlp-generalist-scale": "mlp"}  # fmt: skip
 
 
 def meta_training(out: Path) -> dict[str, dict[str, torch.Tensor]]:
