@@ -15,7 +15,7 @@ from loptim.meta.trainer import MetaTrainer, warm_start
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.mlp import MLPConfig, MLPOptimizerNet, generalist_config
 from loptim.optimizers.step_inputs import MissingLossError
-from loptim.pretrained import save_learned
+from loptim.pretrained import load_learned, save_learned
 from loptim.tasks import get_task
 from loptim.tasks.augment import ReparameterizedTask
 from loptim.tasks.partition import part_of
@@ -367,7 +367,7 @@ def test_the_scale_only_shell_matches_the_meta_training_update(tmp_path, monkeyp
 
 def test_the_scale_recipe_starts_from_the_shipped_generalist_without_its_correction():
     trainer = MetaTrainer(replace(RECIPES.get("mlp-generalist-scale"), slots=1), "unused")
-    source = loptim.MLPOptimizer([torch.nn.Parameter(torch.zeros(1))], weights="mlp-generalist").net.meta_params()
+    source = load_learned("mlp", "mlp-generalist").meta_params()
     for name, value in trainer.meta.items():
         assert torch.equal(value, source[name]), name
     assert not trainer.config.correction and trainer.parts.card["warm_started_from"] == "mlp-generalist"

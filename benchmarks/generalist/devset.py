@@ -28,7 +28,7 @@ from loptim.io import atomic_write_text
 from loptim.meta.parts import LogRatioToAdam
 from loptim.optimizers.baselines import make_baseline
 from loptim.optimizers.mlp import MLPOptimizer
-from loptim.pretrained import save_learned
+from loptim.pretrained import load_learned, save_learned
 from loptim.tasks import get_task
 from loptim.tasks.base import Task
 from loptim.tasks.image import ImageMLPConfig, MLPTask
@@ -63,7 +63,7 @@ def generalist(weights: str) -> Callable:
 
 def scale_only(weights: str, folder: Path) -> str:
     """`weights`' meta-parameters saved as the scale-only design (its d row ignored)."""
-    net = MLPOptimizer([torch.nn.Parameter(torch.zeros(1))], weights=weights).net
+    net = load_learned("mlp", weights)
     config = dataclasses.replace(net.config, correction=False)
     path = folder / f"{Path(weights).stem}-scale-only.safetensors"
     save_learned(path, "mlp", net, dataclasses.asdict(config), {"scale_only_of": weights})
@@ -72,7 +72,7 @@ def scale_only(weights: str, folder: Path) -> str:
 
 def meta_valid_score(weights: str) -> dict[str, float]:
     """The campaigns' selection score of `weights`: mean log ratio of the final validation loss to Adam at 1e-3."""
-    net = MLPOptimizer([torch.nn.Parameter(torch.zeros(1))], weights=weights).net
+    net = load_learned("mlp", weights)
     meta = {k: v.detach() for k, v in net.meta_params().items()}
     mean, per_task = LogRatioToAdam(("spam-gru", "doctor-contacts-mlp"))(net, meta, None, None)
     return {"mean": mean, **per_task}
