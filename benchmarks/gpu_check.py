@@ -1,8 +1,9 @@
 """Every optimizer on a GPU for a few steps: parameters stay finite and on the device, and what a step costs.
 
 Models of about 0.1M, 2M and 12M parameters (MLPs on random data); per model, the median time of the model's
-forward+backward and of each optimizer's `step()` (fused Adam, the LSTM, the MLP, LHOPT), measured interleaved
-in one process with CUDA events. Writes `benchmarks/results/gpu.json` and prints a table.
+forward+backward and of each optimizer's `step()` (fused Adam, the LSTM, the MLP in its Metz 2019 and generalist
+designs, LHOPT), measured interleaved in one process with CUDA events. Writes `benchmarks/results/gpu.json` and
+prints a table.
 
     python benchmarks/gpu_check.py                  # on a machine with CUDA
     python benchmarks/gpu_check.py --device cpu --sizes 0.1   # a dry run of the script itself
@@ -24,7 +25,7 @@ from torch import nn
 import loptim
 
 RESULTS = Path(__file__).parent / "results" / "gpu.json"
-OPTIMIZERS = ("adam", "lstm", "mlp", "lhopt")
+OPTIMIZERS = ("adam", "lstm", "mlp", "generalist", "lhopt")
 
 
 def build(size_millions: float, device: torch.device) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -44,8 +45,10 @@ def make(name: str, params: list[torch.Tensor], total_steps: int) -> torch.optim
         return torch.optim.Adam(params, lr=1e-3, fused=True)
     if name == "lstm":
         return loptim.LSTMOptimizer(params)
-    if name == "mlp":
-        return loptim.MLPOptimizer(params)
+    if name == "mlp":  # the Metz 2019 design
+        return loptim.MLPOptimizer(params, weights="mlp-mnist")
+    if name == "generalist":  # MLPOptimizer's default weights
+        return loptim.MLPOptimizer(params, total_steps=total_steps)
     return loptim.LHOPT(params, total_steps=total_steps)
 
 

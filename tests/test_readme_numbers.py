@@ -48,7 +48,7 @@ def test_metz_table_matches_its_results():
     results = json.loads((ROOT / "benchmarks/metz2019/results/fashion-cnn/results.json").read_text())["optimizers"]
     rows = {line.split("|")[1].strip(): line for line in README.splitlines() if line.startswith("| adam | lr 0.01")}
     rows["mlp"] = next(line for line in README.splitlines() if line.startswith("| mlp (`mlp-mnist`)"))
-    for name, key in (("adam", "adam"), ("mlp", "mlp")):
+    for name, key in (("adam", "adam"), ("mlp", "mlp:mlp-mnist")):
         entry, line = results[key], rows[name]
         for text in (
             _stats(entry["final_valid_loss"]),

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/../.."
 out=benchmarks/metz2019/results
 # (c) held-out task: tuned Adam over 7 learning rates x 7 schedules (the reference), then SGD+momentum and RMSprop
 # over learning rates with a constant schedule (the paper tuned learning rates), 3 seeds each.
-loptim bench fashion-cnn --optimizers adam,mlp --seeds 3 --workers 2 --out "$out/fashion-cnn"
-loptim bench fashion-cnn --optimizers adam,momentum,rmsprop,mlp --seeds 3 --schedules constant --workers 2 \
+loptim bench fashion-cnn --optimizers adam,mlp:mlp-mnist --seeds 3 --workers 2 --out "$out/fashion-cnn"
+loptim bench fashion-cnn --optimizers adam,momentum,rmsprop,mlp:mlp-mnist --seeds 3 --schedules constant --workers 2 \
   --out "$out/fashion-cnn-constant"
 # (b) meta-training curves of backprop-only, ES-only and combined at equal minutes
 python benchmarks/metz2019/compare_estimators.py --minutes "${MINUTES:-5}" --parallel 2

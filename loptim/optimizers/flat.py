@@ -371,7 +371,10 @@ class FlatOptimizer(torch.optim.Optimizer):
         if "meta_params" in header:
             meta = {k: torch.as_tensor(v).detach().clone() for k, v in header["meta_params"].items()}
             if {k: tuple(v.shape) for k, v in meta.items()} != {k: tuple(v.shape) for k, v in self._meta_cpu.items()}:
-                raise WeightsError("the state_dict's meta-parameters do not fit this optimizer's network")
+                raise WeightsError(
+                    "the state_dict's meta-parameters do not fit this optimizer's network: build the optimizer with "
+                    f"the design it was saved with (weights={header.get('weights')!r} there)"
+                )
         elif header["meta_sha256"] == meta_sha256(self._meta_cpu):
             return
         else:
