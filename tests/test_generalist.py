@@ -341,19 +341,21 @@ def test_the_scale_only_design_moves_every_coordinate_as_adam_does():
     assert flips > 0  # the full design's correction does flip steps: the property is not vacuous
 
 
+@pytest.mark.parametrize("prior", [None, "cosine"])
 @pytest.mark.parametrize("kernels", ["1", "0"])
-def test_the_scale_only_shell_matches_the_meta_training_update(tmp_path, monkeypatch, kernels):
+def test_the_scale_only_shell_matches_the_meta_training_update(tmp_path, monkeypatch, kernels, prior):
     """The shell (fused kernel, fed d's row zeroed, or reference) and MLPOptimizerNet.update agree, and a card with
-    correction=False loads as the scale-only design."""
+    correction=False (and a schedule prior) loads as that design."""
     monkeypatch.setenv("LOPTIM_KERNELS", kernels)
-    net = _trained_like(SCALE_CONFIG)
+    config = replace(SCALE_CONFIG, schedule_prior=prior)
+    net = _trained_like(config)
     path = tmp_path / "scale.safetensors"
-    save_learned(path, "mlp", net, vars(SCALE_CONFIG), {})
+    save_learned(path, "mlp", net, vars(config), {})
     g = torch.Generator().manual_seed(0)
     start = {"w": torch.randn(9, 7, generator=g), "b": torch.randn(7, generator=g)}
     shell = [torch.nn.Parameter(v.clone()) for v in start.values()]
     opt = loptim.MLPOptimizer(shell, weights=str(path), total_steps=12)
-    assert not opt.net.config.correction
+    assert not opt.net.config.correction and opt.net.config.schedule_prior == prior
     params, meta, state = dict(start), {k: v.detach() for k, v in net.meta_params().items()}, net.init_state(start)
     for t in range(12):
         grads = {k: torch.randn(v.shape, generator=g) for k, v in params.items()}
@@ -363,6 +365,28 @@ def test_the_scale_only_shell_matches_the_meta_training_update(tmp_path, monkeyp
         params, state = net.update(meta, state, params, grads, step=t, total_steps=12)
     for a, b in zip(shell, params.values()):
         torch.testing.assert_close(a.detach(), b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_schedule_prior_multiplies_each_step_by_its_schedule_and_is_off_when_the_length_is_unknown():
+    """Known answer: with the cosine prior, step t of T is the plain design's step times 0.5 (1 + cos(pi t / T)),
+    on the same state; without the run's length (total_steps 0) the two designs step alike."""
+    plain = _trained_like(SCALE_CONFIG)
+    prior = MLPOptimizerNet(replace(SCALE_CONFIG, schedule_prior="cosine"))
+    prior.load_state_dict(plain.state_dict())
+    meta = {k: v.detach() for k, v in plain.meta_params().items()}
+    g = torch.Generator().manual_seed(5)
+    sizes, param = [30, 12], torch.randn(42, generator=g)
+    for total in (10, 0):
+        state = plain.zero_state(42)
+        for t in range(10):
+            grad = torch.randn(42, generator=g)
+            dp, new = plain.step_flat(meta, state, grad, param, sizes, t, total)
+            dq, _ = prior.step_flat(meta, state, grad, param, sizes, t, total)
+            factor = 0.5 * (1.0 + math.cos(math.pi * t / total)) if total else 1.0
+            torch.testing.assert_close(dq, dp * factor, rtol=1e-6, atol=0)
+            state, param = new, param + dp
+    with pytest.raises(ValueError, match="schedule_prior applies to the generalist"):
+        MLPConfig(schedule_prior="cosine")
 
 
 def test_the_scale_recipe_starts_from_the_shipped_generalist_without_its_correction():

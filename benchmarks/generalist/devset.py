@@ -7,8 +7,11 @@ its campaign selects checkpoints by (loptim.meta.parts.LogRatioToAdam on spam-gr
 
     python benchmarks/generalist/devset.py --weights mlp-generalist,mlp-generalist-scale --scale-only mlp-generalist
 
-`--scale-only NAME` adds NAME's meta-parameters run as the scale-only design (correction=False), untrained in it.
-Writes benchmarks/generalist/results/devset.json and prints a table.
+`--scale-only NAME` adds NAME's meta-parameters run as the scale-only design (correction=False), untrained in it;
+`--cosine-prior NAME` adds them run with the cosine schedule prior (MLPConfig.schedule_prior), untrained in it.
+`--tasks all` adds two long recurrent tasks to the default six; `--schedules constant,cosine` tunes the Adam
+reference over both schedules (default: constant); `--workers N` runs N tasks at once, one thread each.
+Writes benchmarks/generalist/results/devset.json (or `--out`) and prints a table.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +37,9 @@ from loptim.tasks import get_task
 from loptim.tasks.base import Task
 from loptim.tasks.image import ImageMLPConfig, MLPTask
 from loptim.tasks.partition import part_of
+from loptim.tasks.recurrent import RNNLMConfig, RNNLMTask
 from loptim.tasks.resnet import ResNetConfig, ResNetTask
-from loptim.tasks.tabular import TableMLPConfig, TableMLPTask
+from loptim.tasks.tabular import ForecastConfig, ForecastTask, TableMLPConfig, TableMLPTask
 
 TASKS: dict[str, Callable[[], Task]] = {
     "spam-gru": lambda: get_task("spam-gru"),
@@ -49,7 +54,13 @@ TASKS: dict[str, Callable[[], Task]] = {
         ImageMLPConfig("mnist", hidden=(128, 64), activation="relu", steps=600, init_std=None), "mnist-mlp-relu-wide"
     ),
     "mnist-resnet": lambda: ResNetTask(ResNetConfig("mnist", channels=(16, 32), blocks=1), "mnist-resnet"),
+    # recurrent and long (meta-validation's spam-gru runs 300 steps): where a step too large late in a run shows
+    "spam-gru-long": lambda: RNNLMTask(
+        RNNLMConfig("spam-assassin", "gru", embed=16, hidden=64, context=32, default_steps=1200), "spam-gru-long"
+    ),
+    "births-gru-long": lambda: ForecastTask(ForecastConfig("us-births", hidden=64, steps=1000), "births-gru-long"),
 }
+FIRST_SIX = tuple(TASKS)[:6]  # the default set (the first dev set's); `--tasks all` adds the long recurrent tasks
 ADAM_LRS = (1e-3, 3.16e-3, 1e-2, 3.16e-2)
 SEEDS = (1, 2)
 
@@ -70,6 +81,15 @@ def scale_only(weights: str, folder: Path) -> str:
     return str(path)
 
 
+def cosine_prior(weights: str, folder: Path) -> str:
+    """`weights`' meta-parameters saved with the cosine schedule prior (MLPConfig.schedule_prior)."""
+    net = load_learned("mlp", weights)
+    config = dataclasses.replace(net.config, schedule_prior="cosine")
+    path = folder / f"{Path(weights).stem}-cosine-prior.safetensors"
+    save_learned(path, "mlp", net, dataclasses.asdict(config), {"cosine_prior_of": weights})
+    return str(path)
+
+
 def meta_valid_score(weights: str) -> dict[str, float]:
     """The campaigns' selection score of `weights`: mean log ratio of the final validation loss to Adam at 1e-3."""
     net = load_learned("mlp", weights)
@@ -84,34 +104,56 @@ def final_valid(factory: Callable, task: Task) -> float:
     return sum(losses) / len(losses) if all(math.isfinite(v) for v in losses) else math.inf
 
 
+def task_results(name: str, paths: dict[str, str], schedules: list[str]) -> dict:
+    """One dev task: the Adam references, each generalist at its defaults, and the ratios to tuned Adam."""
+    torch.set_num_threads(1)
+    task = TASKS[name]()
+    adam = {}
+    for schedule in schedules:
+        suffix = "" if schedule == "constant" else f" {schedule}"
+        for lr in ADAM_LRS:
+            adam[f"adam {lr:g}{suffix}"] = final_valid(make_baseline("adam", lr, schedule), task)
+    tuned = min(adam.values())
+    losses = adam | {key: final_valid(generalist(path), task) for key, path in paths.items()}
+    for key, value in losses.items():
+        print(f"{name} | {key} | {value:.4g} | {value / tuned:.3f}", flush=True)
+    return {"steps": task.default_steps, "data": task.data_source, "final_valid_loss": losses,
+            "ratio_to_tuned_adam": {k: v / tuned for k, v in losses.items()}}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default="mlp-generalist", help="comma-separated generalist weights")
     parser.add_argument("--scale-only", default="", help="comma-separated weights to run as the scale-only design")
-    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--cosine-prior", default="", help="comma-separated weights to run with the cosine prior")
+    parser.add_argument("--schedules", default="constant", help="the Adam reference's schedules: constant[,cosine]")
+    parser.add_argument("--tasks", default=",".join(FIRST_SIX), help="comma-separated dev tasks, or 'all'")
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "devset.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    names = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
+    for name in names:
+        if name not in TASKS:
+            raise SystemExit(f"no dev task '{name}'; known: {', '.join(TASKS)}")
+        if part_of(TASKS[name]().data_source) == "suite":
+            raise SystemExit(f"{name} trains on suite data; the dev set holds meta-train and meta-valid data only")
+    schedules = args.schedules.split(",")
     folder = Path(tempfile.mkdtemp())
     paths = {w: w for w in filter(None, args.weights.split(","))}
     for w in filter(None, args.scale_only.split(",")):
         paths[f"{w} (scale-only)"] = scale_only(w, folder)
-    learned = {key: generalist(path) for key, path in paths.items()}
+    for w in filter(None, args.cosine_prior.split(",")):
+        paths[f"{w} (cosine prior)"] = cosine_prior(w, folder)
     scores = {key: meta_valid_score(path) for key, path in paths.items()}
     for key, score in scores.items():
         print(f"meta-validation score | {key} | {score['mean']:+.3f}", flush=True)
-    results = {}
-    for name in args.tasks.split(","):
-        task = TASKS[name]()
-        if part_of(task.data_source) == "suite":
-            raise SystemExit(f"{name} trains on suite data; the dev set holds meta-train and meta-valid data only")
-        adam = {f"adam {lr:g}": final_valid(make_baseline("adam", lr, "constant"), task) for lr in ADAM_LRS}
-        tuned = min(adam.values())
-        losses = adam | {key: final_valid(factory, task) for key, factory in learned.items()}
-        results[name] = {"steps": task.default_steps, "data": task.data_source, "final_valid_loss": losses,
-                         "ratio_to_tuned_adam": {k: v / tuned for k, v in losses.items()}}  # fmt: skip
-        for key, value in losses.items():
-            print(f"{name} | {key} | {value:.4g} | {value / tuned:.3f}", flush=True)
+    jobs = [(name, paths, schedules) for name in names]
+    if args.workers > 1:
+        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+            results = dict(zip(names, pool.starmap(task_results, jobs)))
+    else:
+        results = {name: task_results(*job) for name, job in zip(names, jobs)}
     keys = list(next(iter(results.values()))["final_valid_loss"])
     geomean = {}
     for key in keys:
@@ -121,7 +163,12 @@ def main() -> None:
         print(f"geometric mean | {key} | {geomean[key]:.3f}")
     command = "python benchmarks/generalist/devset.py --weights " + args.weights
     command += f" --scale-only {args.scale_only}" if args.scale_only else ""
-    payload = {"command": command, "seeds": list(SEEDS), "adam_lrs": list(ADAM_LRS), "tasks": results,
+    command += f" --cosine-prior {args.cosine_prior}" if args.cosine_prior else ""
+    command += f" --schedules {args.schedules}" if args.schedules != "constant" else ""
+    command += f" --tasks {args.tasks}" if args.tasks != ",".join(FIRST_SIX) else ""
+    command += f" --out {args.out}" if args.out != parser.get_default("out") else ""
+    payload = {"command": command, "seeds": list(SEEDS), "adam_lrs": list(ADAM_LRS), "adam_schedules": schedules,
+               "tasks": results,
                "geometric_mean_ratio_to_tuned_adam": geomean, "meta_validation_score": scores}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(payload, indent=1))

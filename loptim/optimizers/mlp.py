@@ -32,6 +32,7 @@ from loptim.kernels import fused
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
+from loptim.optimizers.schedules import schedule
 from loptim.optimizers.step_inputs import loss_value, missing_loss
 from loptim.pretrained import register_kind
 
@@ -51,6 +52,8 @@ class MLPConfig:
     ablation: str | None = None  # generalist: one of mlp_generalist.ABLATIONS (issue 16's ablation table), or None
     loss_features: bool = False  # generalist: loss-history features for the schedule (mlp_generalist.loss_features)
     correction: bool = True  # generalist: the network's additive correction d (False: scale-only, Adam's signs)
+    schedule_prior: str | None = None  # generalist: a schedules.SCHEDULES name multiplying the nominal step over
+    # step / total_steps when the run's length is known (None: constant); docs/generalist.md, Schedule prior
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -61,6 +64,10 @@ class MLPConfig:
             raise ValueError("MLPConfig.loss_features applies to the generalist design")
         if not self.correction and self.design != "generalist":
             raise ValueError("MLPConfig.correction applies to the generalist design")
+        if self.schedule_prior is not None:
+            if self.design != "generalist":
+                raise ValueError("MLPConfig.schedule_prior applies to the generalist design")
+            schedule(self.schedule_prior)  # an unknown name fails here, listing the known ones
 
     def build(self, generator: torch.Generator | None = None) -> MLPOptimizerNet:
         """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
@@ -134,8 +141,9 @@ class MLPOptimizerNet(nn.Module):
         """Flat gradient and parameters (N,) of tensors of `sizes` -> (flat update, new state); pure. `loss`: this
         step's loss features (mlp_generalist.loss_features), for a generalist with `loss_features`."""
         if self.config.design == "generalist":
-            return generalist.update(meta_params, state, grad, param, sizes, step, total_steps, self.config.nominal_lr,
-                                     self.config.ablation, loss, self.config.correction)  # fmt: skip
+            return generalist.update(meta_params, state, grad, param, sizes, step, total_steps,
+                                     self.nominal_lr(step, total_steps), self.config.ablation, loss,
+                                     self.config.correction)  # fmt: skip
         momenta, rms = accumulate(state["momenta"], state["rms"], grad)
         features = coordinate_features(grad, param, momenta, rms, segment_ids(sizes), sizes)
         bias1 = meta_params["b1"] + meta_params["w1_time"] @ time_features(step, grad.dtype, grad.device)
@@ -144,6 +152,14 @@ class MLPOptimizerNet(nn.Module):
         direction, magnitude = torch.addmm(meta_params["b3"].unsqueeze(1), meta_params["w3"], hidden)
         delta = -self.config.step_mult * direction * torch.exp(self.config.exp_mult * magnitude)
         return delta, {"momenta": momenta, "rms": rms}
+
+    def nominal_lr(self, step: int, total_steps: int) -> float:
+        """The generalist's nominal Adam learning rate at `step`: `nominal_lr`, times the schedule prior at
+        step / total_steps when the design has one and the run's length is known (unknown: the prior is off)."""
+        config = self.config
+        if config.schedule_prior is None or total_steps <= 0:
+            return config.nominal_lr
+        return config.nominal_lr * schedule(config.schedule_prior)(min(step / total_steps, 1.0))
 
     @property
     def has_kernel(self) -> bool:
@@ -157,7 +173,8 @@ class MLPOptimizerNet(nn.Module):
         computes once per step (the progress bias of the first layer, bias corrections)."""
         config = self.config
         if config.design == "generalist":
-            return generalist.kernel_inputs(meta_params, step, total_steps, config.nominal_lr, loss, config.correction)
+            nominal_lr = self.nominal_lr(step, total_steps)
+            return generalist.kernel_inputs(meta_params, step, total_steps, nominal_lr, loss, config.correction)
         p = {k: v.detach().float() for k, v in meta_params.items()}
         bias1 = p["b1"] + p["w1_time"] @ time_features(step)
         hyper = [*MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, config.step_mult, config.exp_mult]
