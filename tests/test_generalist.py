@@ -389,6 +389,14 @@ def test_the_schedule_prior_multiplies_each_step_by_its_schedule_and_is_off_when
         MLPConfig(schedule_prior="cosine")
 
 
+def test_the_cosine_recipe_starts_from_the_shipped_scale_only_generalist_with_the_prior():
+    trainer = MetaTrainer(replace(RECIPES.get("mlp-generalist-cosine"), slots=1), "unused")
+    source = load_learned("mlp", "mlp-generalist-scale").meta_params()
+    for name, value in trainer.meta.items():
+        assert torch.equal(value, source[name]), name
+    assert trainer.config.schedule_prior == "cosine" and not trainer.config.correction
+
+
 def test_the_scale_recipe_starts_from_the_shipped_generalist_without_its_correction():
     trainer = MetaTrainer(replace(RECIPES.get("mlp-generalist-scale"), slots=1), "unused")
     source = load_learned("mlp", "mlp-generalist").meta_params()

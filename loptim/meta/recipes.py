@@ -446,6 +446,17 @@ RECIPES.add(
         init_from="mlp-generalist",
     ),
 )
+# The schedule prior (docs/generalist.md, Schedule prior): the scale-only design with a cosine decay of its nominal
+# step over the run, since the learned schedule head stayed flat where tuned Adam anneals; it starts from the
+# shipped mlp-generalist-scale, whose per-coordinate factors were learned without the decay.
+RECIPES.add(
+    "mlp-generalist-cosine",
+    lambda: GeneralistRecipe(
+        name="mlp-generalist-cosine",
+        core=MLPConfig(hidden=8, design="generalist", correction=False, schedule_prior="cosine"),
+        init_from="mlp-generalist-scale",
+    ),
+)
 # The ablation table of docs/generalist.md: each removes one fix, all on the same budget (`--max-minutes 60`, one
 # core) and seed, beside the full design retrained on that budget (`generalist-ablation-control`).
 ABLATION_RECIPES = {
