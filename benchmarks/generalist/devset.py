@@ -8,7 +8,9 @@ its campaign selects checkpoints by (loptim.meta.parts.LogRatioToAdam on spam-gr
     python benchmarks/generalist/devset.py --weights mlp-generalist,mlp-generalist-scale --scale-only mlp-generalist
 
 `--scale-only NAME` adds NAME's meta-parameters run as the scale-only design (correction=False), untrained in it;
-`--cosine-prior NAME` adds them run with the cosine schedule prior (MLPConfig.schedule_prior), untrained in it.
+`--cosine-prior NAME` adds them run with the cosine schedule prior (MLPConfig.schedule_prior), untrained in it;
+`--variant NAME:field=value,...` with any MLPConfig fields changed. `--reuse-adam FILE` takes the Adam references
+from an earlier result of the same seeds and grid (its tasks' runs are not repeated).
 `--tasks all` adds two long recurrent tasks to the default six; `--schedules constant,cosine` tunes the Adam
 reference over both schedules (default: constant); `--workers N` runs N tasks at once, one thread each.
 Writes benchmarks/generalist/results/devset.json (or `--out`) and prints a table.
@@ -24,6 +26,7 @@ import multiprocessing
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -72,22 +75,47 @@ def generalist(weights: str) -> Callable:
     return factory
 
 
-def scale_only(weights: str, folder: Path) -> str:
-    """`weights`' meta-parameters saved as the scale-only design (its d row ignored)."""
+def variant(weights: str, changes: dict[str, Any], folder: Path) -> str:
+    """`weights`' meta-parameters saved with MLPConfig fields changed (untrained in them): e.g. correction=False,
+    the scale-only design (its d row ignored), or schedule_prior="cosine"."""
     net = load_learned("mlp", weights)
-    config = dataclasses.replace(net.config, correction=False)
-    path = folder / f"{Path(weights).stem}-scale-only.safetensors"
-    save_learned(path, "mlp", net, dataclasses.asdict(config), {"scale_only_of": weights})
+    config = dataclasses.replace(net.config, **changes)
+    path = folder / f"variant-{len(list(folder.iterdir()))}.safetensors"
+    save_learned(path, "mlp", net, dataclasses.asdict(config), {"variant_of": weights, "changes": changes})
     return str(path)
 
 
-def cosine_prior(weights: str, folder: Path) -> str:
-    """`weights`' meta-parameters saved with the cosine schedule prior (MLPConfig.schedule_prior)."""
-    net = load_learned("mlp", weights)
-    config = dataclasses.replace(net.config, schedule_prior="cosine")
-    path = folder / f"{Path(weights).stem}-cosine-prior.safetensors"
-    save_learned(path, "mlp", net, dataclasses.asdict(config), {"cosine_prior_of": weights})
-    return str(path)
+def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
+    """'WEIGHTS:field=value,field=value' -> (WEIGHTS, {field: value}); values are numbers, true/false/none or text."""
+    weights, _, fields = spec.partition(":")
+    changes: dict[str, Any] = {}
+    for item in filter(None, fields.split(",")):
+        key, _, text = item.partition("=")
+        known = {"true": True, "false": False, "none": None}
+        try:
+            changes[key] = known[text.lower()] if text.lower() in known else float(text)
+        except ValueError:
+            changes[key] = text
+    if not weights or not changes:
+        raise SystemExit(f"--variant wants WEIGHTS:field=value[,field=value], got '{spec}'")
+    return weights, changes
+
+
+def reused_adam(path: Path | None, name: str, steps: int, schedules: list[str]) -> dict[str, float] | None:
+    """The Adam references of task `name` from an earlier devset JSON of the same seeds, steps and grid, if any."""
+    if path is None:
+        return None
+    earlier = json.loads(path.read_text())
+    entry = earlier["tasks"].get(name)
+    if entry is None or entry["steps"] != steps or earlier["seeds"] != list(SEEDS):
+        return None
+    keys = [adam_key(lr, schedule) for schedule in schedules for lr in ADAM_LRS]
+    losses = entry["final_valid_loss"]
+    return {k: losses[k] for k in keys} if all(k in losses for k in keys) else None
+
+
+def adam_key(lr: float, schedule: str) -> str:
+    return f"adam {lr:g}" + ("" if schedule == "constant" else f" {schedule}")
 
 
 def meta_valid_score(weights: str) -> dict[str, float]:
@@ -104,15 +132,15 @@ def final_valid(factory: Callable, task: Task) -> float:
     return sum(losses) / len(losses) if all(math.isfinite(v) for v in losses) else math.inf
 
 
-def task_results(name: str, paths: dict[str, str], schedules: list[str]) -> dict:
-    """One dev task: the Adam references, each generalist at its defaults, and the ratios to tuned Adam."""
+def task_results(name: str, paths: dict[str, str], schedules: list[str], reuse: Path | None = None) -> dict:
+    """One dev task: the Adam references (or `reuse`'s), each generalist at its defaults, the ratios to tuned Adam."""
     torch.set_num_threads(1)
     task = TASKS[name]()
-    adam = {}
-    for schedule in schedules:
-        suffix = "" if schedule == "constant" else f" {schedule}"
-        for lr in ADAM_LRS:
-            adam[f"adam {lr:g}{suffix}"] = final_valid(make_baseline("adam", lr, schedule), task)
+    adam = reused_adam(reuse, name, task.default_steps, schedules) or {
+        adam_key(lr, schedule): final_valid(make_baseline("adam", lr, schedule), task)
+        for schedule in schedules
+        for lr in ADAM_LRS
+    }
     tuned = min(adam.values())
     losses = adam | {key: final_valid(generalist(path), task) for key, path in paths.items()}
     for key, value in losses.items():
@@ -126,6 +154,8 @@ def main() -> None:
     parser.add_argument("--weights", default="mlp-generalist", help="comma-separated generalist weights")
     parser.add_argument("--scale-only", default="", help="comma-separated weights to run as the scale-only design")
     parser.add_argument("--cosine-prior", default="", help="comma-separated weights to run with the cosine prior")
+    parser.add_argument("--variant", action="append", default=[], help="WEIGHTS:field=value[,...] (repeatable)")
+    parser.add_argument("--reuse-adam", type=Path, help="an earlier devset JSON whose Adam references to reuse")
     parser.add_argument("--schedules", default="constant", help="the Adam reference's schedules: constant[,cosine]")
     parser.add_argument("--tasks", default=",".join(FIRST_SIX), help="comma-separated dev tasks, or 'all'")
     parser.add_argument("--workers", type=int, default=1)
@@ -142,13 +172,16 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     paths = {w: w for w in filter(None, args.weights.split(","))}
     for w in filter(None, args.scale_only.split(",")):
-        paths[f"{w} (scale-only)"] = scale_only(w, folder)
+        paths[f"{w} (scale-only)"] = variant(w, {"correction": False}, folder)
     for w in filter(None, args.cosine_prior.split(",")):
-        paths[f"{w} (cosine prior)"] = cosine_prior(w, folder)
+        paths[f"{w} (cosine prior)"] = variant(w, {"schedule_prior": "cosine"}, folder)
+    for spec in args.variant:
+        w, changes = parse_variant(spec)
+        paths[f"{w} ({', '.join(f'{k}={v}' for k, v in changes.items())})"] = variant(w, changes, folder)
     scores = {key: meta_valid_score(path) for key, path in paths.items()}
     for key, score in scores.items():
         print(f"meta-validation score | {key} | {score['mean']:+.3f}", flush=True)
-    jobs = [(name, paths, schedules) for name in names]
+    jobs = [(name, paths, schedules, args.reuse_adam) for name in names]
     if args.workers > 1:
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
             results = dict(zip(names, pool.starmap(task_results, jobs)))
@@ -165,6 +198,8 @@ def main() -> None:
     command += f" --scale-only {args.scale_only}" if args.scale_only else ""
     command += f" --cosine-prior {args.cosine_prior}" if args.cosine_prior else ""
     command += f" --schedules {args.schedules}" if args.schedules != "constant" else ""
+    command += "".join(f" --variant {spec}" for spec in args.variant)
+    command += f" --reuse-adam {args.reuse_adam}" if args.reuse_adam else ""
     command += f" --tasks {args.tasks}" if args.tasks != ",".join(FIRST_SIX) else ""
     command += f" --out {args.out}" if args.out != parser.get_default("out") else ""
     payload = {"command": command, "seeds": list(SEEDS), "adam_lrs": list(ADAM_LRS), "adam_schedules": schedules,
