@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import shlex
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -194,7 +195,7 @@ def main() -> None:
         finite = all(map(math.isfinite, ratios))
         geomean[key] = math.exp(sum(map(math.log, ratios)) / len(ratios)) if finite else math.inf
         print(f"geometric mean | {key} | {geomean[key]:.3f}")
-    command = "python benchmarks/generalist/devset.py --weights " + args.weights
+    command = "python benchmarks/generalist/devset.py --weights " + shlex.quote(args.weights)
     command += f" --scale-only {args.scale_only}" if args.scale_only else ""
     command += f" --cosine-prior {args.cosine_prior}" if args.cosine_prior else ""
     command += f" --schedules {args.schedules}" if args.schedules != "constant" else ""
