@@ -13,14 +13,14 @@ def _lstm_factory(weights: str = "lstm-mnist"):
     return factory
 
 
-def _mlp_factory(weights: str = "mlp-generalist-scale"):
+def _mlp_factory(weights: str = "mlp-generalist-cosine"):
     def factory(params, *, total_steps: int) -> MLPOptimizer:
         return MLPOptimizer(params, weights=weights, total_steps=total_steps)
 
     return factory
 
 
-def _lhopt_factory(weights: str = "lhopt-wider"):
+def _lhopt_factory(weights: str = "lhopt-wider-e210"):
     def factory(params, *, total_steps: int) -> LHOPT:
         return LHOPT(params, weights=weights, total_steps=total_steps)
 
