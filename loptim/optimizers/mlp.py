@@ -213,10 +213,11 @@ class MLPOptimizer(FlatOptimizer):
     weights' config) as a torch.optim class; `total_steps` feeds the generalist's progress features.
 
     `weights`: a shipped name (default "mlp-generalist-cosine", the generalist, whose step anneals over
-    `total_steps` when given; "mlp-mnist" is the faithful Metz 2019 reproduction), a .safetensors path, or None for an untrained network drawn
-    from a fixed seed (the global RNG is never touched). `lr` multiplies the learned step (dimensionless, default 1);
-    the rest of the torch.optim semantics and the non-finite policy are `FlatOptimizer`'s. State: six momenta and
-    an RMS accumulator per coordinate in float32 (float64 for float64 parameters).
+    `total_steps` when given; "mlp-mnist" is the faithful Metz 2019 reproduction), a .safetensors path, or None
+    for an untrained network drawn from a fixed seed (the global RNG is never touched). `lr` multiplies the
+    learned step (dimensionless, default 1); the rest of the torch.optim semantics and the non-finite policy are
+    `FlatOptimizer`'s. State: six momenta and an RMS accumulator per coordinate in float32 (float64 for float64
+    parameters); the generalist keeps three momenta and the RMS.
     """
 
     name = "mlp"
