@@ -389,19 +389,18 @@ def test_the_schedule_prior_multiplies_each_step_by_its_schedule_and_is_off_when
         MLPConfig(schedule_prior="cosine")
 
 
-def test_the_cosine_recipe_starts_from_the_shipped_scale_only_generalist_with_the_prior():
-    trainer = MetaTrainer(replace(RECIPES.get("mlp-generalist-cosine"), slots=1), "unused")
-    source = load_learned("mlp", "mlp-generalist-scale").meta_params()
+@pytest.mark.parametrize(
+    "recipe, source, prior",
+    [("mlp-generalist-scale", "mlp-generalist", None), ("mlp-generalist-cosine", "mlp-generalist-scale", "cosine")],
+)
+def test_a_scale_only_recipe_starts_from_its_shipped_source_with_its_design(recipe, source, prior):
+    """mlp-generalist-scale starts from mlp-generalist without its correction; mlp-generalist-cosine from
+    mlp-generalist-scale with the cosine prior."""
+    trainer = MetaTrainer(replace(RECIPES.get(recipe), slots=1), "unused")
+    start = load_learned("mlp", source).meta_params()
     for name, value in trainer.meta.items():
-        assert torch.equal(value, source[name]), name
-    assert trainer.config.schedule_prior == "cosine" and not trainer.config.correction
-
-
-def test_the_scale_recipe_starts_from_the_shipped_generalist_without_its_correction():
-    trainer = MetaTrainer(replace(RECIPES.get("mlp-generalist-scale"), slots=1), "unused")
-    source = load_learned("mlp", "mlp-generalist").meta_params()
-    for name, value in trainer.meta.items():
-        assert torch.equal(value, source[name]), name
-    assert not trainer.config.correction and trainer.parts.card["warm_started_from"] == "mlp-generalist"
+        assert torch.equal(value, start[name]), name
+    assert not trainer.config.correction and trainer.config.schedule_prior == prior
+    assert trainer.parts.card["warm_started_from"] == source
     with pytest.raises(ValueError, match="correction applies to the generalist"):
         MLPConfig(correction=False)

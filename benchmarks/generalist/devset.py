@@ -24,6 +24,7 @@ import json
 import math
 import multiprocessing
 import shlex
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -90,9 +91,9 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
     """'WEIGHTS:field=value,field=value' -> (WEIGHTS, {field: value}); values are numbers, true/false/none or text."""
     weights, _, fields = spec.partition(":")
     changes: dict[str, Any] = {}
+    known = {"true": True, "false": False, "none": None}
     for item in filter(None, fields.split(",")):
         key, _, text = item.partition("=")
-        known = {"true": True, "false": False, "none": None}
         try:
             changes[key] = known[text.lower()] if text.lower() in known else float(text)
         except ValueError:
@@ -195,14 +196,7 @@ def main() -> None:
         finite = all(map(math.isfinite, ratios))
         geomean[key] = math.exp(sum(map(math.log, ratios)) / len(ratios)) if finite else math.inf
         print(f"geometric mean | {key} | {geomean[key]:.3f}")
-    command = "python benchmarks/generalist/devset.py --weights " + shlex.quote(args.weights)
-    command += f" --scale-only {args.scale_only}" if args.scale_only else ""
-    command += f" --cosine-prior {args.cosine_prior}" if args.cosine_prior else ""
-    command += f" --schedules {args.schedules}" if args.schedules != "constant" else ""
-    command += "".join(f" --variant {spec}" for spec in args.variant)
-    command += f" --reuse-adam {args.reuse_adam}" if args.reuse_adam else ""
-    command += f" --tasks {args.tasks}" if args.tasks != ",".join(FIRST_SIX) else ""
-    command += f" --out {args.out}" if args.out != parser.get_default("out") else ""
+    command = shlex.join(["python", "benchmarks/generalist/devset.py", *sys.argv[1:]])  # as it was run
     payload = {"command": command, "seeds": list(SEEDS), "adam_lrs": list(ADAM_LRS), "adam_schedules": schedules,
                "tasks": results,
                "geometric_mean_ratio_to_tuned_adam": geomean, "meta_validation_score": scores}  # fmt: skip
