@@ -341,13 +341,13 @@ def test_the_scale_only_design_moves_every_coordinate_as_adam_does():
     assert flips > 0  # the full design's correction does flip steps: the property is not vacuous
 
 
-@pytest.mark.parametrize("prior", [None, "cosine"])
+@pytest.mark.parametrize("prior", [{}, {"schedule_prior": "cosine"}, {"schedule_prior": "cosine", "warmup": 0.25}])
 @pytest.mark.parametrize("kernels", ["1", "0"])
 def test_the_scale_only_shell_matches_the_meta_training_update(tmp_path, monkeypatch, kernels, prior):
     """The shell (fused kernel, fed d's row zeroed, or reference) and MLPOptimizerNet.update agree, and a card with
-    correction=False (and a schedule prior) loads as that design."""
+    correction=False (and a schedule prior, and a warm-up) loads as that design."""
     monkeypatch.setenv("LOPTIM_KERNELS", kernels)
-    config = replace(SCALE_CONFIG, schedule_prior=prior)
+    config = replace(SCALE_CONFIG, **prior)
     net = _trained_like(config)
     path = tmp_path / "scale.safetensors"
     save_learned(path, "mlp", net, vars(config), {})
@@ -355,7 +355,7 @@ def test_the_scale_only_shell_matches_the_meta_training_update(tmp_path, monkeyp
     start = {"w": torch.randn(9, 7, generator=g), "b": torch.randn(7, generator=g)}
     shell = [torch.nn.Parameter(v.clone()) for v in start.values()]
     opt = loptim.MLPOptimizer(shell, weights=str(path), total_steps=12)
-    assert not opt.net.config.correction and opt.net.config.schedule_prior == prior
+    assert not opt.net.config.correction and opt.net.config == config
     params, meta, state = dict(start), {k: v.detach() for k, v in net.meta_params().items()}, net.init_state(start)
     for t in range(12):
         grads = {k: torch.randn(v.shape, generator=g) for k, v in params.items()}
@@ -389,18 +389,50 @@ def test_the_schedule_prior_multiplies_each_step_by_its_schedule_and_is_off_when
         MLPConfig(schedule_prior="cosine")
 
 
+def test_the_warm_up_ramps_the_step_linearly_over_its_fraction_of_the_run_and_is_off_without_a_length():
+    """Known answer: with warmup=0.3 over T=20 steps, step t is the plain design's times min(1, (t + 1) / 6)
+    (times the cosine prior's factor too, when it has one); without the run's length the designs step alike."""
+    plain = _trained_like(SCALE_CONFIG)
+    meta = {k: v.detach() for k, v in plain.meta_params().items()}
+    g = torch.Generator().manual_seed(6)
+    sizes, param = [30, 12], torch.randn(42, generator=g)
+    for prior in (None, "cosine"):
+        warm = MLPOptimizerNet(replace(SCALE_CONFIG, schedule_prior=prior, warmup=0.3))
+        warm.load_state_dict(plain.state_dict())
+        for total in (20, 0):
+            state = plain.zero_state(42)
+            for t in range(20):
+                grad = torch.randn(42, generator=g)
+                dp, new = plain.step_flat(meta, state, grad, param, sizes, t, total)
+                dq, _ = warm.step_flat(meta, state, grad, param, sizes, t, total)
+                factor = min(1.0, (t + 1) / 6) if total else 1.0
+                if prior and total:
+                    factor *= 0.5 * (1.0 + math.cos(math.pi * t / total))
+                torch.testing.assert_close(dq, dp * factor, rtol=1e-6, atol=0)
+                state, param = new, param + dp
+    with pytest.raises(ValueError, match="warmup applies to the generalist"):
+        MLPConfig(warmup=0.1)
+    with pytest.raises(ValueError, match="fraction of the run"):
+        replace(SCALE_CONFIG, warmup=1.5)
+
+
 @pytest.mark.parametrize(
-    "recipe, source, prior",
-    [("mlp-generalist-scale", "mlp-generalist", None), ("mlp-generalist-cosine", "mlp-generalist-scale", "cosine")],
+    "recipe, source, prior, warmup",
+    [
+        ("mlp-generalist-scale", "mlp-generalist", None, 0.0),
+        ("mlp-generalist-cosine", "mlp-generalist-scale", "cosine", 0.0),
+        ("mlp-generalist-warmup", "mlp-generalist-cosine", "cosine", 0.05),
+    ],
 )
-def test_a_scale_only_recipe_starts_from_its_shipped_source_with_its_design(recipe, source, prior):
+def test_a_scale_only_recipe_starts_from_its_shipped_source_with_its_design(recipe, source, prior, warmup):
     """mlp-generalist-scale starts from mlp-generalist without its correction; mlp-generalist-cosine from
-    mlp-generalist-scale with the cosine prior."""
+    mlp-generalist-scale with the cosine prior; mlp-generalist-warmup from mlp-generalist-cosine with a warm-up."""
     trainer = MetaTrainer(replace(RECIPES.get(recipe), slots=1), "unused")
     start = load_learned("mlp", source).meta_params()
     for name, value in trainer.meta.items():
         assert torch.equal(value, start[name]), name
     assert not trainer.config.correction and trainer.config.schedule_prior == prior
+    assert trainer.config.warmup == warmup
     assert trainer.parts.card["warm_started_from"] == source
     with pytest.raises(ValueError, match="correction applies to the generalist"):
         MLPConfig(correction=False)

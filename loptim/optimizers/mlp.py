@@ -54,6 +54,8 @@ class MLPConfig:
     correction: bool = True  # generalist: the network's additive correction d (False: scale-only, Adam's signs)
     schedule_prior: str | None = None  # generalist: a schedules.SCHEDULES name multiplying the nominal step over
     # step / total_steps when the run's length is known (None: constant); docs/generalist.md, Schedule prior
+    warmup: float = 0.0  # generalist: the fraction of total_steps over which the nominal step rises linearly to
+    # its prior's value (0: none); docs/generalist.md, Warm-up
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -68,6 +70,11 @@ class MLPConfig:
             if self.design != "generalist":
                 raise ValueError("MLPConfig.schedule_prior applies to the generalist design")
             schedule(self.schedule_prior)  # an unknown name fails here, listing the known ones
+        if self.warmup != 0.0:
+            if self.design != "generalist":
+                raise ValueError("MLPConfig.warmup applies to the generalist design")
+            if not 0.0 < self.warmup < 1.0:
+                raise ValueError(f"MLPConfig.warmup is a fraction of the run in [0, 1), got {self.warmup}")
 
     def build(self, generator: torch.Generator | None = None) -> MLPOptimizerNet:
         """The core with this architecture (its initial meta-parameters drawn from `generator`)."""
@@ -155,11 +162,17 @@ class MLPOptimizerNet(nn.Module):
 
     def nominal_lr(self, step: int, total_steps: int) -> float:
         """The generalist's nominal Adam learning rate at `step`: `nominal_lr`, times the schedule prior at
-        step / total_steps when the design has one and the run's length is known (unknown: the prior is off)."""
+        step / total_steps when the design has one, times the linear warm-up (step + 1) / (warmup * total_steps)
+        while that is below 1; both only when the run's length is known (unknown: they are off)."""
         config = self.config
-        if config.schedule_prior is None or total_steps <= 0:
+        if total_steps <= 0:
             return config.nominal_lr
-        return config.nominal_lr * schedule(config.schedule_prior)(min(step / total_steps, 1.0))
+        lr = config.nominal_lr
+        if config.schedule_prior is not None:
+            lr *= schedule(config.schedule_prior)(min(step / total_steps, 1.0))
+        if config.warmup > 0.0:
+            lr *= min(1.0, (step + 1) / (config.warmup * total_steps))
+        return lr
 
     @property
     def has_kernel(self) -> bool:
