@@ -1,7 +1,7 @@
 """Does a run collapse on some initializations? The dev set (devset.py) averages 2 seeds and missed it: on
 mnist-resnet (meta-train data; the same network as the suite's fashion-resnet) seed 3's initialization dies within
 25 steps under large early steps, every ReLU dead and the loss at chance. This runs optimizers over more seeds and
-flags each collapsed run (final validation loss at least 90% of its initial one). Dev data only.
+flags each collapsed run (final validation loss at least 80% of its initial one). Dev data only.
 
     python benchmarks/generalist/seeds.py --weights mlp-generalist-cosine \
         --variant mlp-generalist-cosine:warmup=0.05 --adam 0.01,0.00316 --warmup 0.05
@@ -29,7 +29,8 @@ from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
 from loptim.optimizers.schedules import schedule
 
-COLLAPSED = 0.9  # a run whose final validation loss is at least this fraction of its initial one
+COLLAPSED = 0.8  # a run whose final validation loss is at least this fraction of its initial one (a dead ReLU
+# network ends at chance, log 10 = 2.30 on 10 classes, 0.90 of its initial 2.57 on mnist-resnet seed 3)
 
 
 def adam(lr: float, warmup: float) -> Callable:
