@@ -225,8 +225,8 @@ class MLPOptimizer(FlatOptimizer):
     """`loptim.MLPOptimizer(model.parameters())`: the Metz 2019 optimizer (or its generalist design, by the
     weights' config) as a torch.optim class; `total_steps` feeds the generalist's progress features.
 
-    `weights`: a shipped name (default "mlp-generalist-cosine", the generalist, whose step anneals over
-    `total_steps` when given; "mlp-mnist" is the faithful Metz 2019 reproduction), a .safetensors path, or None
+    `weights`: a shipped name (default "mlp-generalist-warmup", the generalist, whose step warms up and anneals
+    over `total_steps` when given; "mlp-mnist" is the faithful Metz 2019 reproduction), a .safetensors path, or None
     for an untrained network drawn from a fixed seed (the global RNG is never touched). `lr` multiplies the
     learned step (dimensionless, default 1); the rest of the torch.optim semantics and the non-finite policy are
     `FlatOptimizer`'s. State: six momenta and an RMS accumulator per coordinate in float32 (float64 for float64
@@ -234,7 +234,7 @@ class MLPOptimizer(FlatOptimizer):
     """
 
     name = "mlp"
-    default_weights = "mlp-generalist-cosine"
+    default_weights = "mlp-generalist-warmup"
     _offsets: tuple[list[int], Tensor] | None = None  # tensor sizes and their start offsets, for the kernel
     _loss_stats: list[float] | None = None  # a design with loss features: mlp_generalist.loss_statistics
 
