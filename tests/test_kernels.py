@@ -98,6 +98,33 @@ def test_the_shell_runs_the_kernel_and_agrees_with_the_reference(monkeypatch, we
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_the_kernel_takes_the_meta_parameters_a_loaded_state_brings(monkeypatch):
+    """The shell keeps the kernel's weights between steps; a state_dict made with other meta-parameters replaces
+    them, so the kernel then steps as the reference does with the loaded ones."""
+
+    def run(kernels: str) -> list[torch.Tensor]:
+        monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+        g = torch.Generator().manual_seed(1)
+        models = [torch.nn.Linear(6, 3) for _ in range(2)]
+        with torch.no_grad():
+            for p in (p for m in models for p in m.parameters()):
+                p.copy_(torch.randn(p.shape, generator=g))
+        x, y = torch.randn(16, 6, generator=g), torch.randn(16, 3, generator=g)
+        source, target = (MLPOptimizer(m.parameters(), weights=w, total_steps=20)
+                          for m, w in zip(models, ("mlp-generalist", "mlp-generalist-scale")))  # fmt: skip
+        for step in range(5):
+            if step == 2:
+                target.load_state_dict(source.state_dict())
+            for model, opt in zip(models, (source, target)):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                opt.step()
+        return [p.detach().clone() for p in models[1].parameters()]
+
+    for a, b in zip(run("1"), run("0")):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_an_ablated_generalist_runs_the_reference_update(monkeypatch, tmp_path):
     """The kernel computes the full design only: an ablation must not be run through it."""
     from loptim.pretrained import save_learned

@@ -179,16 +179,28 @@ class MLPOptimizerNet(nn.Module):
         """Whether the fused CPU kernel computes this configuration's update (a compiled width, no ablation)."""
         return self.config.hidden in fused.MLP_HIDDEN and self.config.ablation is None
 
+    def kernel_weights(self, meta_params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The meta-parameters as the fused kernel reads them, the same every step (shells keep them)."""
+        if self.config.design == "generalist":
+            return generalist.kernel_weights(meta_params, self.config.correction)
+        return {k: v.detach().float().contiguous() for k, v in meta_params.items()}
+
     def kernel_inputs(
-        self, meta_params: dict[str, Tensor], step: int, total_steps: int, loss: list[float] | None = None
+        self,
+        meta_params: dict[str, Tensor],
+        step: int,
+        total_steps: int,
+        loss: list[float] | None = None,
+        weights: dict[str, Tensor] | None = None,
     ) -> tuple[list[Tensor | None], list[float]]:
         """The fused kernel's weights and constants for this step (loptim/kernels/cpu.cpp): the terms `step_flat`
-        computes once per step (the progress bias of the first layer, bias corrections)."""
+        computes once per step (the progress bias of the first layer, bias corrections). `weights`:
+        `kernel_weights(meta_params)`, when the caller kept them."""
         config = self.config
+        p = self.kernel_weights(meta_params) if weights is None else weights
         if config.design == "generalist":
             nominal_lr = self.nominal_lr(step, total_steps)
-            return generalist.kernel_inputs(meta_params, step, total_steps, nominal_lr, loss, config.correction)
-        p = {k: v.detach().float() for k, v in meta_params.items()}
+            return generalist.kernel_inputs(meta_params, step, total_steps, nominal_lr, loss, config.correction, p)
         bias1 = p["b1"] + p["w1_time"] @ time_features(step)
         hyper = [*MOMENTUM_DECAYS, RMS_DECAY, RSQRT_EPS, config.step_mult, config.exp_mult]
         return [p["w1"], bias1, None, p["w2"], p["b2"], p["w3"], p["b3"]], hyper
@@ -237,6 +249,7 @@ class MLPOptimizer(FlatOptimizer):
     default_weights = "mlp-generalist-warmup"
     _offsets: tuple[list[int], Tensor] | None = None  # tensor sizes and their start offsets, for the kernel
     _loss_stats: list[float] | None = None  # a design with loss features: mlp_generalist.loss_statistics
+    _kernel_weights: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None  # meta_params, kernel_weights(them)
 
     _observed_loss: float | None = None  # observe_loss's value, for the next step
 
@@ -277,7 +290,12 @@ class MLPOptimizer(FlatOptimizer):
         if fused.available(self.net.has_kernel, flat_grad, *state.values()):  # the fused CPU kernel of step_flat
             if self._offsets is None or self._offsets[0] != sizes:
                 self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
-            weights, hyper = self.net.kernel_inputs(self.meta_params, self.step_count, self.total_steps, features)
+            meta = self.meta_params
+            if self._kernel_weights is None or self._kernel_weights[0] is not meta:  # new meta-parameters
+                self._kernel_weights = (meta, self.net.kernel_weights(meta))
+            weights, hyper = self.net.kernel_inputs(
+                meta, self.step_count, self.total_steps, features, self._kernel_weights[1]
+            )
             out = self._buffer("delta", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
             return fused.mlp_update(config.design, config.hidden, self._offsets[1], flat_grad, flat_param,
                                     state["momenta"], state["rms"], weights, hyper, NORMALIZER_EPS,

@@ -170,6 +170,17 @@ def update(
     return delta, {"momenta": momenta, "rms": rms}
 
 
+def kernel_weights(meta_params: dict[str, Tensor], correction: bool = True) -> dict[str, Tensor]:
+    """The meta-parameters as the fused kernel reads them (float32; without the correction, the output layer's d
+    row zeroed, which gives the kernel exactly the scale-only update): the same every step, so shells cache them."""
+    p = {k: v.detach().float() for k, v in meta_params.items()}
+    if not correction:
+        p["w3"] = torch.stack((torch.zeros_like(p["w3"][0]), p["w3"][1]))
+        p["b3"] = torch.stack((torch.zeros_like(p["b3"][0]), p["b3"][1]))
+    p["w1_tensor"] = p["w1_tensor"].reshape(-1)
+    return {k: v.contiguous() for k, v in p.items()}
+
+
 def kernel_inputs(
     meta_params: dict[str, Tensor],
     step: int,
@@ -177,19 +188,17 @@ def kernel_inputs(
     nominal_lr: float,
     loss: list[float] | None = None,
     correction: bool = True,
+    weights: dict[str, Tensor] | None = None,
 ) -> tuple[list[Tensor], list[float]]:
     """The fused CPU kernel's weights (w1, b1 with the progress bias, w1_tensor, w2, b2, w3, b3) and constants
-    (loptim/kernels/cpu.cpp, Generalist) for this step: the same terms as `update`. Without the correction, the
-    output layer's d row is zero, which gives the kernel exactly the scale-only update."""
+    (loptim/kernels/cpu.cpp, Generalist) for this step: the same terms as `update`. `weights`: `kernel_weights`
+    of these meta-parameters, when the caller kept them."""
     progress = step_features(step, total_steps, torch.float32, torch.device("cpu"), loss)
-    p = {k: v.detach().float() for k, v in meta_params.items()}
-    if not correction:
-        p["w3"] = torch.stack((torch.zeros_like(p["w3"][0]), p["w3"][1]))
-        p["b3"] = torch.stack((torch.zeros_like(p["b3"][0]), p["b3"][1]))
+    p = kernel_weights(meta_params, correction) if weights is None else weights
     bias1 = p["b1"] + p["w1_time"] @ progress
     schedule = float(p["w_schedule"] @ progress)
     t = step + 1
-    weights = [p["w1"], bias1, p["w1_tensor"].reshape(-1), p["w2"], p["b2"], p["w3"], p["b3"]]
+    inputs = [p["w1"], bias1, p["w1_tensor"], p["w2"], p["b2"], p["w3"], p["b3"]]
     hyper = [
         *DECAYS,
         RMS_DECAY,
@@ -200,4 +209,4 @@ def kernel_inputs(
         schedule,
         *LOG_STEP_RANGE,
     ]
-    return weights, hyper
+    return inputs, hyper
