@@ -84,8 +84,13 @@ def test_suite_tables_match_suite_json():
 
 @pytest.mark.parametrize(
     "folder, optimizers",
-    [("candidates", 4), ("candidates-wider", 3), ("candidates-scale", 2), ("candidates-cosine", 4),
-     ("candidates-warmup", 3)],
+    [
+        ("candidates", 4),
+        ("candidates-wider", 3),
+        ("candidates-scale", 2),
+        ("candidates-cosine", 4),
+        ("candidates-warmup", 3),
+    ],
 )
 def test_candidate_suite_summaries_match_their_suite_json(folder, optimizers):
     """The README's tables of the campaigns' candidates come from benchmarks/suite/results/<folder>."""
