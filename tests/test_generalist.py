@@ -367,49 +367,45 @@ def test_the_scale_only_shell_matches_the_meta_training_update(tmp_path, monkeyp
         torch.testing.assert_close(a.detach(), b, rtol=1e-5, atol=1e-6)
 
 
-def test_the_schedule_prior_multiplies_each_step_by_its_schedule_and_is_off_when_the_length_is_unknown():
-    """Known answer: with the cosine prior, step t of T is the plain design's step times 0.5 (1 + cos(pi t / T)),
-    on the same state; without the run's length (total_steps 0) the two designs step alike."""
+def _cosine(t: int, total: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * t / total))
+
+
+def _ramp(t: int, total: int) -> float:
+    return min(1.0, (t + 1) / (0.3 * total))
+
+
+@pytest.mark.parametrize(
+    "changes, factor",
+    [
+        ({"schedule_prior": "cosine"}, _cosine),
+        ({"warmup": 0.3}, _ramp),
+        ({"schedule_prior": "cosine", "warmup": 0.3}, lambda t, total: _cosine(t, total) * _ramp(t, total)),
+    ],
+)
+def test_the_schedule_prior_and_warm_up_multiply_each_step_and_are_off_when_the_length_is_unknown(changes, factor):
+    """Known answer: with the cosine prior step t of T is the plain design's step times 0.5 (1 + cos(pi t / T)),
+    with warmup=0.3 times min(1, (t + 1) / (0.3 T)), with both times both, on the same state; without the run's
+    length (total_steps 0) the designs step alike."""
     plain = _trained_like(SCALE_CONFIG)
-    prior = MLPOptimizerNet(replace(SCALE_CONFIG, schedule_prior="cosine"))
-    prior.load_state_dict(plain.state_dict())
+    scheduled = MLPOptimizerNet(replace(SCALE_CONFIG, **changes))
+    scheduled.load_state_dict(plain.state_dict())
     meta = {k: v.detach() for k, v in plain.meta_params().items()}
     g = torch.Generator().manual_seed(5)
     sizes, param = [30, 12], torch.randn(42, generator=g)
-    for total in (10, 0):
+    for total in (20, 0):
         state = plain.zero_state(42)
-        for t in range(10):
+        for t in range(20):
             grad = torch.randn(42, generator=g)
             dp, new = plain.step_flat(meta, state, grad, param, sizes, t, total)
-            dq, _ = prior.step_flat(meta, state, grad, param, sizes, t, total)
-            factor = 0.5 * (1.0 + math.cos(math.pi * t / total)) if total else 1.0
-            torch.testing.assert_close(dq, dp * factor, rtol=1e-6, atol=0)
+            dq, _ = scheduled.step_flat(meta, state, grad, param, sizes, t, total)
+            torch.testing.assert_close(dq, dp * (factor(t, total) if total else 1.0), rtol=1e-6, atol=0)
             state, param = new, param + dp
+
+
+def test_the_schedule_prior_and_warm_up_are_generalist_options_with_checked_values():
     with pytest.raises(ValueError, match="schedule_prior applies to the generalist"):
         MLPConfig(schedule_prior="cosine")
-
-
-def test_the_warm_up_ramps_the_step_linearly_over_its_fraction_of_the_run_and_is_off_without_a_length():
-    """Known answer: with warmup=0.3 over T=20 steps, step t is the plain design's times min(1, (t + 1) / 6)
-    (times the cosine prior's factor too, when it has one); without the run's length the designs step alike."""
-    plain = _trained_like(SCALE_CONFIG)
-    meta = {k: v.detach() for k, v in plain.meta_params().items()}
-    g = torch.Generator().manual_seed(6)
-    sizes, param = [30, 12], torch.randn(42, generator=g)
-    for prior in (None, "cosine"):
-        warm = MLPOptimizerNet(replace(SCALE_CONFIG, schedule_prior=prior, warmup=0.3))
-        warm.load_state_dict(plain.state_dict())
-        for total in (20, 0):
-            state = plain.zero_state(42)
-            for t in range(20):
-                grad = torch.randn(42, generator=g)
-                dp, new = plain.step_flat(meta, state, grad, param, sizes, t, total)
-                dq, _ = warm.step_flat(meta, state, grad, param, sizes, t, total)
-                factor = min(1.0, (t + 1) / 6) if total else 1.0
-                if prior and total:
-                    factor *= 0.5 * (1.0 + math.cos(math.pi * t / total))
-                torch.testing.assert_close(dq, dp * factor, rtol=1e-6, atol=0)
-                state, param = new, param + dp
     with pytest.raises(ValueError, match="warmup applies to the generalist"):
         MLPConfig(warmup=0.1)
     with pytest.raises(ValueError, match="fraction of the run"):
