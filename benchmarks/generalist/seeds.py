@@ -27,7 +27,7 @@ from devset import TASKS, generalist, parse_variant, variant
 
 from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
-from loptim.optimizers.schedules import schedule
+from loptim.optimizers.schedules import linear_warmup, schedule
 
 COLLAPSED = 0.8  # a run whose final validation loss is at least this fraction of its initial one (a dead ReLU
 # network ends at chance, log 10 = 2.30 on 10 classes, 0.90 of its initial 2.57 on mnist-resnet seed 3)
@@ -53,8 +53,7 @@ def adam(lr: float, warmup: float) -> Callable:
 
     def factory(params, *, total_steps: int) -> torch.optim.Optimizer:
         def factor(step: int) -> float:
-            ramp = min(1.0, (step + 1) / (warmup * total_steps)) if warmup > 0 else 1.0
-            return ramp * cosine(min(step / total_steps, 1.0))
+            return linear_warmup(step, total_steps, warmup) * cosine(min(step / total_steps, 1.0))
 
         return ScheduledAdam(params, lr, factor)
 

@@ -32,7 +32,7 @@ from loptim.kernels import fused
 from loptim.optimizers import mlp_generalist as generalist
 from loptim.optimizers.core import State
 from loptim.optimizers.flat import FlatOptimizer, add_flat, flatten
-from loptim.optimizers.schedules import schedule
+from loptim.optimizers.schedules import linear_warmup, schedule
 from loptim.optimizers.step_inputs import loss_value, missing_loss
 from loptim.pretrained import register_kind
 
@@ -170,9 +170,7 @@ class MLPOptimizerNet(nn.Module):
         lr = config.nominal_lr
         if config.schedule_prior is not None:
             lr *= schedule(config.schedule_prior)(min(step / total_steps, 1.0))
-        if config.warmup > 0.0:
-            lr *= min(1.0, (step + 1) / (config.warmup * total_steps))
-        return lr
+        return lr * linear_warmup(step, total_steps, config.warmup)
 
     @property
     def has_kernel(self) -> bool:

@@ -24,6 +24,12 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
 }
 
 
+def linear_warmup(step: int, total_steps: int, fraction: float) -> float:
+    """The multiplier of step `step` (from 0) under a linear warm-up over `fraction` of `total_steps`:
+    (step + 1) / (fraction * total_steps), capped at 1; 1 when `fraction` is 0."""
+    return min(1.0, (step + 1) / (fraction * total_steps)) if fraction > 0.0 else 1.0
+
+
 def schedule(name: str) -> Callable[[float], float]:
     if name not in SCHEDULES:
         raise UnknownNameError(f"no schedule '{name}'; known: {', '.join(SCHEDULES)}")
