@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from loptim.errors import DivergedError
 from loptim.features import NORMALIZER_EPS
 from loptim.kernels import fused
 from loptim.optimizers.mlp import MLPConfig, MLPOptimizer, MLPOptimizerNet, generalist_config
@@ -146,6 +147,113 @@ def test_float64_and_unknown_widths_run_the_reference():
     assert not fused.available(True, torch.zeros(3, dtype=torch.float64))
     assert not MLPOptimizerNet(MLPConfig(hidden=12)).has_kernel
     assert not fused.available(True, torch.zeros(4)[::2])  # not contiguous
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("design", ["metz2019-8", "generalist-8"])
+def test_the_direct_kernel_steps_each_tensor_as_the_flat_kernel_does(design, threads):
+    """loptim_mlp_direct reads each tensor's own gradient and writes p <- decay p + lr D in place: the flat
+    kernel's D, per tensor, and the same state."""
+    net, meta, g = _meta(DESIGNS[design], 7)
+    offsets = torch.tensor([0, *itertools.accumulate(SIZES)])
+    flat_state, direct_state = net.zero_state(sum(SIZES)), net.zero_state(sum(SIZES))
+    params = [torch.randn(n, generator=g) for n in SIZES]
+    lr = [0.5, 1.0, 2.0, 1.0, 0.25]
+    decay = [1.0, 0.99, 1.0, 0.9, 0.999]
+    for step in range(4):
+        grads = [torch.randn(n, generator=g) * 10.0 ** (step - 2) for n in SIZES]
+        weights, hyper = net.kernel_inputs(meta, step, 50)
+        config = net.config
+        momenta, rms = flat_state["momenta"], flat_state["rms"]
+        delta = fused.mlp_update(config.design, config.hidden, offsets, torch.cat(grads), torch.cat(params), momenta,
+                                 rms, weights, hyper, NORMALIZER_EPS, threads)  # fmt: skip
+        expected = [p * d + r * piece for p, d, r, piece in zip(params, decay, lr, torch.split(delta, SIZES))]
+        done = fused.mlp_update_direct(config.design, config.hidden, offsets, params, grads, lr, decay,
+                                       direct_state["momenta"], direct_state["rms"], weights, hyper, NORMALIZER_EPS,
+                                       threads)  # fmt: skip
+        assert done
+        for got, want in zip(params, expected):
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+        for key in flat_state:
+            assert torch.equal(direct_state[key], flat_state[key])
+        params = expected
+
+
+def _grouped_run(monkeypatch, kernels: str, case: str, steps: int = 8) -> tuple[list[torch.Tensor], dict[str, int]]:
+    """Two parameter groups (lr 0.5 with weight decay; the defaults) trained by the shipped generalist; `case`
+    "all" (every tensor has a gradient), "frozen" (one has none; both take the direct kernel) or "maximize" (the
+    flat kernel). Returns the parameters and the kernel calls made."""
+    monkeypatch.setenv("LOPTIM_KERNELS", kernels)
+    calls = {"mlp_update": 0, "mlp_update_direct": 0}
+    for name in calls:
+        original = getattr(fused, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(fused, name, counted)
+    g = torch.Generator().manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 40), torch.nn.Tanh(), torch.nn.Linear(40, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    x, y = torch.randn(32, 6, generator=g), torch.randn(32, 3, generator=g)
+    maximize = case == "maximize"
+    groups = [{"params": list(model[0].parameters()), "lr": 0.5, "weight_decay": 0.1, "maximize": maximize},
+              {"params": list(model[2].parameters())}]  # fmt: skip
+    opt = MLPOptimizer(groups, total_steps=steps)
+    if case == "frozen":
+        model[2].bias.requires_grad_(False)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        (-loss if maximize else loss).backward()
+        opt.step()
+    return [p.detach().clone() for p in model.parameters()], calls
+
+
+@pytest.mark.parametrize("case", ["all", "frozen", "maximize"])
+def test_both_kernel_paths_of_the_shell_agree_with_the_reference(monkeypatch, case):
+    fast, calls = _grouped_run(monkeypatch, "1", case)
+    reference, reference_calls = _grouped_run(monkeypatch, "0", case)
+    direct = case != "maximize"
+    assert calls == {"mlp_update": 0 if direct else 8, "mlp_update_direct": 8 if direct else 0}
+    assert reference_calls == {"mlp_update": 0, "mlp_update_direct": 0}
+    for a, b in zip(fast, reference):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    if case == "frozen":
+        assert torch.equal(fast[-1], reference[-1])  # the bias without a gradient never moved
+
+
+def test_the_direct_kernel_leaves_everything_as_it_was_on_a_non_finite_gradient():
+    g = torch.Generator().manual_seed(3)
+    model = torch.nn.Linear(70, 3)  # 210 weights: the bad entry sits in a later tile than the first
+    x, y = torch.randn(16, 70, generator=g), torch.randn(16, 3, generator=g)
+    for nonfinite in ("raise", "skip"):
+        opt = MLPOptimizer(model.parameters(), total_steps=10, nonfinite=nonfinite)
+        for step in range(3):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            if step == 2:
+                model.weight.grad[2, 5] = float("inf")
+                before = [p.detach().clone() for p in model.parameters()]
+                state = {k: v.clone() for k, v in opt.flat_state.items()}
+                versions = [p._version for p in model.parameters()]
+                if nonfinite == "raise":
+                    with pytest.raises(DivergedError):
+                        opt.step()
+                else:
+                    opt.step()
+                    assert opt.skipped_steps == 1
+                assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+                assert all(torch.equal(state[k], opt.flat_state[k]) for k in state)
+                assert [p._version for p in model.parameters()] == versions
+                assert opt.step_count == 2
+            else:
+                versions = [p._version for p in model.parameters()]
+                opt.step()
+                assert all(p._version > v for p, v in zip(model.parameters(), versions))  # autograd sees the write
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -4,9 +4,10 @@
 //
 // MLP. The reference is the pure PyTorch update (MLPOptimizerNet.step_flat in loptim/optimizers/mlp.py, and
 // update in mlp_generalist.py). Two passes over tiles of 64 coordinates that never straddle two tensors: pass 1
-// advances the accumulators in place and sums each raw feature's square per tensor (per thread, then reduced);
-// pass 2 recomputes the raw features from the new state, multiplies them into the first layer with the per-tensor
-// normalizer folded into its weights, and runs the rest of the network on the tile in registers and L1.
+// advances the accumulators in the tile only, checks the gradient is finite and sums each raw feature's square per
+// tensor (per thread, then reduced); pass 2 advances them again and writes them, multiplies the raw features into
+// the first layer with the per-tensor normalizer folded into its weights, and runs the rest of the network on the
+// tile in registers and L1. The step goes to a flat output, or straight into each parameter (loptim_mlp_direct).
 // LSTM. The reference is LSTMOptimizerNet.step_flat (loptim/optimizers/lstm.py): per tile of 32 coordinates, the
 // preprocessed gradient and both layers' gates, activations and state updates stay in L1; the state (units, N) is
 // read and written in place once.
@@ -177,12 +178,24 @@ struct Tile {
   alignas(32) float g[TILE], p[TILE], m[K][TILE], v[TILE];
   alignas(32) float aux[TILE];  // a design's per-coordinate term, computed by features() for delta()
 
+  // grad and param point at the tile's first coordinate; momenta and rms are the flat state of all n.
   void read(const float* grad, const float* param, const float* momenta, const float* rms, int64_t n, int64_t lo,
             int width) {
-    gather<TILE>(grad + lo, width, g);
-    gather<TILE>(param + lo, width, p);
+    gather<TILE>(grad, width, g);
+    gather<TILE>(param, width, p);
     for (int k = 0; k < K; ++k) gather<TILE>(momenta + k * n + lo, width, m[k]);
     gather<TILE>(rms + lo, width, v);
+  }
+  // Whether every gradient entry is finite (g - g is 0 exactly then, NaN for an inf or a NaN).
+  bool finite() const {
+    vi8 all = vi8{} - 1;
+    for (int b = 0; b < V; ++b) {
+      const v8 gv = load(g + 8 * b);
+      all &= (gv - gv) == 0.0f;
+    }
+    int ok = -1;
+    for (int l = 0; l < 8; ++l) ok &= all[l];
+    return ok != 0;
   }
   void write_state(float* momenta, float* rms, int64_t n, int64_t lo, int width) const {
     for (int k = 0; k < K; ++k) std::memcpy(momenta + k * n + lo, m[k], sizeof(float) * width);
@@ -274,33 +287,66 @@ Tiles make_tiles(const int64_t* offsets, int64_t n_tensors) {
   return tiles;
 }
 
+// Where a tile's gradient and parameter come from and where its step goes. FlatIO: flat vectors of all
+// coordinates, the step written to a flat output (the shell adds it). DirectIO: each tensor's own storage, the step
+// applied in place as p <- decay_t p + lr_t D (torch.optim's decoupled weight decay), so that the shell makes no
+// flat copy of gradients and parameters and runs no separate pass to add the step.
+struct FlatIO {
+  const float *grad, *param;
+  float* out;
+  bool active(int64_t) const { return true; }
+  const float* g(int64_t, int64_t lo) const { return grad + lo; }
+  const float* p(int64_t, int64_t lo) const { return param + lo; }
+  void put(int64_t, int64_t lo, int width, const float* delta, const float*) const {
+    std::memcpy(out + lo, delta, sizeof(float) * width);
+  }
+};
+
+struct DirectIO {
+  const int64_t* offsets;
+  float* const* params;
+  const float* const* grads;
+  const float *lr, *decay;
+  bool active(int64_t t) const { return grads[t] != nullptr; }  // no gradient: no step, its state as it was
+  const float* g(int64_t t, int64_t lo) const { return grads[t] + (lo - offsets[t]); }
+  const float* p(int64_t t, int64_t lo) const { return params[t] + (lo - offsets[t]); }
+  void put(int64_t t, int64_t lo, int width, const float* delta, const float* old) const {
+    float* dst = params[t] + (lo - offsets[t]);
+    const float l = lr[t], d = decay[t];
+    for (int i = 0; i < width; ++i) dst[i] = old[i] * d + l * delta[i];
+  }
+};
+
 // The whole MLP update. w1 (H, F), w2 (H, H), w3 (2, H); b1 (H,) already holds the per-step bias (time features);
-// w1_tensor (H,) or null multiplies log RMS(param) of the tensor (generalist). Returns 0, or -1 on a bad thread count.
-template <class D, int H>
-int mlp_run(const D& design, int64_t n, int64_t n_tensors, const int64_t* offsets, const float* grad,
-            const float* param, float* momenta, float* rms, float* out, const float* w1, const float* b1,
-            const float* w1_tensor, const float* w2, const float* b2, const float* w3, const float* b3,
-            float normalizer_eps, int threads) {
+// w1_tensor (H,) or null multiplies log RMS(param) of the tensor (generalist). Pass 1 only reads (the new
+// accumulators stay in the tile), so a non-finite gradient found there leaves everything as it was. Returns 0;
+// 1 for a non-finite gradient (nothing written); -1 on a bad thread count.
+template <class D, int H, class IO>
+int mlp_run(const D& design, const IO& io, int64_t n, int64_t n_tensors, const int64_t* offsets, float* momenta,
+            float* rms, const float* w1, const float* b1, const float* w1_tensor, const float* w2, const float* b2,
+            const float* w3, const float* b3, float normalizer_eps, int threads) {
   constexpr int F = D::F, K = D::K;
   if (threads < 1) return -1;
   const Tiles tiles = make_tiles(offsets, n_tensors);
   const int64_t n_tiles = static_cast<int64_t>(tiles.start.size());
   std::vector<double> sums(static_cast<size_t>(threads) * n_tensors * F, 0.0);
+  int bad = 0;
 
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) reduction(| : bad)
   {
     double* mine = sums.data() + static_cast<size_t>(omp_get_thread_num()) * n_tensors * F;
     Tile<K> tile;
     alignas(32) v8 x[F * V];
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < n_tiles; ++k) {
-      const int64_t lo = tiles.start[k];
+      const int64_t lo = tiles.start[k], t = tiles.owner[k];
+      if (!io.active(t)) continue;
       const int width = static_cast<int>(tiles.end[k] - lo);
-      tile.read(grad, param, momenta, rms, n, lo, width);
+      tile.read(io.g(t, lo), io.p(t, lo), momenta, rms, n, lo, width);
+      bad |= !tile.finite();
       tile.advance(design.decay, design.rms_decay);
-      tile.write_state(momenta, rms, n, lo, width);
       design.features(tile, x);  // zero-padded coordinates give zero features
-      double* acc = mine + tiles.owner[k] * F;
+      double* acc = mine + t * F;
       for (int f = 0; f < F; ++f) {
         v8 s{};
         for (int b = 0; b < V; ++b) s += x[f * V + b] * x[f * V + b];
@@ -310,6 +356,7 @@ int mlp_run(const D& design, int64_t n, int64_t n_tensors, const int64_t* offset
       }
     }
   }
+  if (bad) return 1;
 
   // Fold each tensor's normalizer rsqrt(mean(x_f^2) + eps) into the first layer's columns.
   std::vector<float> w1f(static_cast<size_t>(n_tensors) * H * F), b1f(static_cast<size_t>(n_tensors) * H);
@@ -337,29 +384,31 @@ int mlp_run(const D& design, int64_t n, int64_t n_tensors, const int64_t* offset
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < n_tiles; ++k) {
       const int64_t lo = tiles.start[k], t = tiles.owner[k];
+      if (!io.active(t)) continue;
       const int width = static_cast<int>(tiles.end[k] - lo);
-      tile.read(grad, param, momenta, rms, n, lo, width);
+      tile.read(io.g(t, lo), io.p(t, lo), momenta, rms, n, lo, width);
+      tile.advance(design.decay, design.rms_decay);
+      tile.write_state(momenta, rms, n, lo, width);
       design.features(tile, x);
       layer<TILE, F, H, true>(w1f.data() + t * H * F, b1f.data() + t * H, x, h1);
       layer<TILE, H, H, true>(w2, b2, h1, h2);
       layer<TILE, H, 2, false>(w3, b3, h2, o);
       alignas(32) float delta[TILE];
       for (int b = 0; b < V; ++b) store(delta + 8 * b, design.delta(o[b], o[V + b], tile, b));
-      std::memcpy(out + lo, delta, sizeof(float) * width);
+      io.put(t, lo, width, delta, tile.p);
     }
   }
   return 0;
 }
 
-template <class D>
-int mlp_dispatch(const D& design, int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets,
-                 const float* grad, const float* param, float* momenta, float* rms, float* out, const float* w1,
-                 const float* b1, const float* w1_tensor, const float* w2, const float* b2, const float* w3,
-                 const float* b3, float eps, int threads) {
+template <class D, class IO>
+int mlp_dispatch(const D& design, const IO& io, int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets,
+                 float* momenta, float* rms, const float* w1, const float* b1, const float* w1_tensor,
+                 const float* w2, const float* b2, const float* w3, const float* b3, float eps, int threads) {
 #define LOPTIM_MLP_CASE(H)                                                                                      \
   case H:                                                                                                       \
-    return mlp_run<D, H>(design, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1, w1_tensor, w2, \
-                         b2, w3, b3, eps, threads);
+    return mlp_run<D, H, IO>(design, io, n, n_tensors, offsets, momenta, rms, w1, b1, w1_tensor, w2, b2, w3, b3, \
+                             eps, threads);
   switch (hidden) {
     LOPTIM_MLP_CASE(4)
     LOPTIM_MLP_CASE(8)
@@ -369,6 +418,21 @@ int mlp_dispatch(const D& design, int hidden, int64_t n, int64_t n_tensors, cons
       return -2;  // no kernel for this width: the caller falls back to the reference
   }
 #undef LOPTIM_MLP_CASE
+}
+
+template <class IO>
+int mlp_design(int design, const IO& io, int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets,
+               float* momenta, float* rms, const float* w1, const float* b1, const float* w1_tensor, const float* w2,
+               const float* b2, const float* w3, const float* b3, const float* hyper, float eps, int threads) {
+  if (design == 0) {
+    return mlp_dispatch(Metz(hyper), io, hidden, n, n_tensors, offsets, momenta, rms, w1, b1, nullptr, w2, b2, w3,
+                        b3, eps, threads);
+  }
+  if (design == 1) {
+    return mlp_dispatch(Generalist(hyper), io, hidden, n, n_tensors, offsets, momenta, rms, w1, b1, w1_tensor, w2,
+                        b2, w3, b3, eps, threads);
+  }
+  return -3;  // no such design
 }
 
 // ---- LSTM: two layers of U units; gate rows input, forget, output, cell input (x2: tanh z = 2 s(2z) - 1) --------
@@ -566,20 +630,26 @@ extern "C" {
 
 // design 0: Metz 2019 (w1_tensor null); hyper: momentum decays (6), rms decay, rsqrt eps, step_mult, exp_mult.
 // design 1: the generalist; hyper: momentum decays (3), rms decay, adam eps, 1 - beta1^t, 1 - beta2^t, nominal lr,
-// schedule (the head's output this step), log step range (lo, hi).
+// schedule (the head's output this step), log step range (lo, hi). Returns 1, having written nothing, when a
+// gradient entry is not finite.
 int loptim_mlp(int design, int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets, const float* grad,
                const float* param, float* momenta, float* rms, float* out, const float* w1, const float* b1,
                const float* w1_tensor, const float* w2, const float* b2, const float* w3, const float* b3,
                const float* hyper, float normalizer_eps, int threads) {
-  if (design == 0) {
-    return mlp_dispatch(Metz(hyper), hidden, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1, nullptr,
-                        w2, b2, w3, b3, normalizer_eps, threads);
-  }
-  if (design == 1) {
-    return mlp_dispatch(Generalist(hyper), hidden, n, n_tensors, offsets, grad, param, momenta, rms, out, w1, b1,
-                        w1_tensor, w2, b2, w3, b3, normalizer_eps, threads);
-  }
-  return -3;  // no such design
+  return mlp_design(design, FlatIO{grad, param, out}, hidden, n, n_tensors, offsets, momenta, rms, w1, b1,
+                    w1_tensor, w2, b2, w3, b3, hyper, normalizer_eps, threads);
+}
+
+// The same update read from and applied to each tensor's own storage (params[t], grads[t], offsets[t + 1] -
+// offsets[t] floats each): p <- decay[t] p + lr[t] D in place. A tensor whose grads[t] is null is left as it is,
+// parameter and state (torch.optim skips a parameter without a gradient).
+int loptim_mlp_direct(int design, int hidden, int64_t n, int64_t n_tensors, const int64_t* offsets,
+                      float* const* params, const float* const* grads, const float* lr, const float* decay,
+                      float* momenta, float* rms, const float* w1, const float* b1, const float* w1_tensor,
+                      const float* w2, const float* b2, const float* w3, const float* b3, const float* hyper,
+                      float normalizer_eps, int threads) {
+  return mlp_design(design, DirectIO{offsets, params, grads, lr, decay}, hidden, n, n_tensors, offsets, momenta,
+                    rms, w1, b1, w1_tensor, w2, b2, w3, b3, hyper, normalizer_eps, threads);
 }
 
 // The L2L LSTM update with log-sign preprocessing (p) and U = hidden units (20, as in the paper; others: -2).

@@ -20,6 +20,9 @@ _ARGTYPES = {
     "loptim_mlp": [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     + [_POINTER] * 14
     + [ctypes.c_float, ctypes.c_int],
+    "loptim_mlp_direct": [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    + [_POINTER] * 15
+    + [ctypes.c_float, ctypes.c_int],
     "loptim_lstm": [ctypes.c_int, ctypes.c_int64] + [_POINTER] * 12 + [ctypes.c_float, ctypes.c_float, ctypes.c_int],
     "loptim_lhopt_moments": [ctypes.c_int64]
     + [_POINTER] * 6
@@ -76,14 +79,66 @@ def mlp_update(
     per-step terms), w1_tensor (None for metz2019), w2, b2, w3, b3; `hyper` the design's constants (cpu.cpp);
     `out`: where to write the update (a fresh tensor when None)."""
     out = torch.empty_like(grad) if out is None else out
-    hyper_tensor = torch.tensor(hyper, dtype=torch.float32)
-    weights = [None if w is None else w.detach().to(torch.float32).contiguous() for w in weights]
-    pointers = [0 if t is None else t.data_ptr() for t in (grad, param, momenta, rms, out, *weights, hyper_tensor)]
+    pointers = [t.data_ptr() for t in (grad, param, momenta, rms, out)]
     code = _entry("loptim_mlp")(MLP_DESIGNS[design], hidden, grad.numel(), offsets.numel() - 1, offsets.data_ptr(),
-                                *pointers, normalizer_eps, threads)  # fmt: skip
+                                *pointers, *_weight_pointers(weights), _array(ctypes.c_float, hyper), normalizer_eps,
+                                threads)  # fmt: skip
     if code != 0:
-        raise RuntimeError(f"loptim_mlp returned {code}")
+        raise RuntimeError(f"loptim_mlp returned {code}" + (" (a non-finite gradient)" if code == 1 else ""))
     return out
+
+
+def mlp_update_direct(
+    design: str,
+    hidden: int,
+    offsets: Tensor,
+    params: list[Tensor],
+    grads: list[Tensor | None],
+    lr: list[float],
+    decay: list[float],
+    momenta: Tensor,
+    rms: Tensor,
+    weights: list[Tensor | None],
+    hyper: list[float],
+    normalizer_eps: float,
+    threads: int,
+) -> bool:
+    """`mlp_update` read from each parameter's own gradient and applied to it in place, p <- decay p + lr D per
+    tensor, without flat copies: float32 contiguous CPU `params` and `grads` in the order of `offsets` (a None
+    gradient: that tensor and its state are left as they are). Returns
+    False, with nothing changed, when a gradient entry is not finite; True after the step."""
+    tensors = len(params)
+    code = _entry("loptim_mlp_direct")(
+        MLP_DESIGNS[design],
+        hidden,
+        int(offsets[-1]),
+        tensors,
+        offsets.data_ptr(),
+        _array(_POINTER, [p.data_ptr() for p in params]),
+        _array(_POINTER, [0 if g is None else g.data_ptr() for g in grads]),
+        _array(ctypes.c_float, lr),
+        _array(ctypes.c_float, decay),
+        momenta.data_ptr(),
+        rms.data_ptr(),
+        *_weight_pointers(weights),
+        _array(ctypes.c_float, hyper),
+        normalizer_eps,
+        threads,
+    )
+    if code not in (0, 1):
+        raise RuntimeError(f"loptim_mlp_direct returned {code}")
+    return code == 0
+
+
+def _weight_pointers(weights: list[Tensor | None]) -> list[int]:
+    """Pointers to the network's weights (0 for an absent one). They must be float32 and contiguous, as the shells'
+    cached `kernel_weights` are: a converted copy would be freed before the kernel reads it."""
+    pointers = []
+    for w in weights:
+        if w is not None and (w.dtype != torch.float32 or not w.is_contiguous() or w.device.type != "cpu"):
+            raise ValueError("the kernel's weights must be float32 contiguous CPU tensors (kernel_weights makes them)")
+        pointers.append(0 if w is None else w.data_ptr())
+    return pointers
 
 
 def lstm_update(

@@ -9,6 +9,7 @@ skipped (no update, no state change), `param_groups` carry `lr` (a dimensionless
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -219,13 +220,21 @@ class FlatOptimizer(torch.optim.Optimizer):
         core_loss = self._loss_for_core(loss)  # before any state changes: it may raise MissingLossError
         self._ensure_state(params)
         device, dtype = self._state_key()
-        flat_grad = self._flat_grad(dtype)
-        bad = ~all_finite(flat_grad)
-        if isinstance(loss, Tensor):
-            bad = bad | ~torch.isfinite(loss.detach().to(device)).all()
-        elif loss is not None and not torch.isfinite(torch.tensor(loss_value(loss))):
-            bad = torch.ones((), dtype=torch.bool, device=device)
         lazy = self._defer_nonfinite if self._defer_nonfinite is not None else device.type != "cpu"
+        bad_loss = self._nonfinite_loss(loss, device)
+        if not lazy and not bool(bad_loss):
+            done = self._direct_update(params, core_loss)  # the step without flat copies, where the core has one
+            if done is not None:
+                if done:
+                    self._param_steps[torch.tensor(active)] += 1
+                    self.step_count += 1
+                elif self.nonfinite == "raise":
+                    raise diverged(type(self).__name__, self.step_count, "gradient")
+                else:
+                    self._skipped += 1
+                return closure_loss
+        flat_grad = self._flat_grad(dtype)
+        bad = ~all_finite(flat_grad) | bad_loss
         if not lazy and bool(bad):
             if self.nonfinite == "raise":
                 raise diverged(type(self).__name__, self.step_count, "gradient or loss")
@@ -245,6 +254,19 @@ class FlatOptimizer(torch.optim.Optimizer):
         if lazy and self.step_count % DEFERRED_CHECK_EVERY == 0:
             self._raise_pending()
         return closure_loss
+
+    @staticmethod
+    def _nonfinite_loss(loss: Loss, device: torch.device) -> Tensor:
+        """Whether the step's loss (if any) is NaN or infinite, as a 0-dim bool tensor on `device`."""
+        if isinstance(loss, Tensor):
+            return ~torch.isfinite(loss.detach().to(device)).all()
+        bad = loss is not None and not math.isfinite(loss_value(loss))
+        return torch.full((), bad, dtype=torch.bool, device=device)
+
+    def _direct_update(self, params: list[Tensor], loss: float | None) -> bool | None:
+        """Step every parameter that has a gradient in place, without flat copies: True when done, False when a
+        gradient was not finite (nothing changed), None where this core or these tensors have no such path."""
+        return None
 
     def _buffer(self, name: str, numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
         """A work vector reused across steps (not state): a fresh multi-megabyte tensor every step costs more in

@@ -281,22 +281,14 @@ class MLPOptimizer(FlatOptimizer):
         torch.cat([p.detach().reshape(-1) for p in params], out=flat_param)
         sizes = [p.numel() for p in params]
         state, config = self.flat_state, self.net.config
-        features = None
-        if config.loss_features:
-            self._loss_stats = generalist.loss_statistics(self._loss_stats, loss)
-            features = generalist.loss_features(self._loss_stats)
+        stats = self._next_loss_stats(loss)
+        features = None if stats is None else generalist.loss_features(stats)
+        self._loss_stats = stats
         if fused.available(self.net.has_kernel, flat_grad, *state.values()):  # the fused CPU kernel of step_flat
-            if self._offsets is None or self._offsets[0] != sizes:
-                self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
-            meta = self.meta_params
-            if self._kernel_weights is None or self._kernel_weights[0] is not meta:  # new meta-parameters
-                self._kernel_weights = (meta, self.net.kernel_weights(meta))
-            weights, hyper = self.net.kernel_inputs(
-                meta, self.step_count, self.total_steps, features, self._kernel_weights[1]
-            )
+            offsets, weights, hyper = self._kernel_call(sizes, features)
             out = self._buffer("delta", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
-            return fused.mlp_update(config.design, config.hidden, self._offsets[1], flat_grad, flat_param,
-                                    state["momenta"], state["rms"], weights, hyper, NORMALIZER_EPS,
+            return fused.mlp_update(config.design, config.hidden, offsets, flat_grad, flat_param, state["momenta"],
+                                    state["rms"], weights, hyper, NORMALIZER_EPS,
                                     fused.threads_for(flat_grad.numel()), out=out)  # fmt: skip
         delta, new = self.net.step_flat(
             self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps, features
@@ -304,6 +296,54 @@ class MLPOptimizer(FlatOptimizer):
         for k, v in new.items():
             state[k].copy_(v)
         return delta
+
+    def _direct_update(self, params: list[Tensor], loss: float | None) -> bool | None:
+        """The fused kernel reading each `.grad` and stepping each parameter in place (loptim_mlp_direct): no flat
+        copies of gradients and parameters and no separate pass to add the step. Float32 contiguous CPU tensors
+        and no `maximize` only (a parameter without a gradient is skipped); the rest takes `_flat_update`."""
+        state, config = self.flat_state, self.net.config
+        if not fused.available(self.net.has_kernel, *state.values()):
+            return None
+        grads = [p.grad for p in params]
+        for p, g in zip(params, grads):
+            if p.dtype != torch.float32 or not p.is_contiguous():
+                return None
+            if g is not None and (g.dtype != torch.float32 or not g.is_contiguous()):
+                return None
+        lr, decay = [], []
+        for group in self.param_groups:
+            if group["maximize"]:
+                return None
+            rate, weight_decay = float(group["lr"]), float(group["weight_decay"])
+            lr += [rate] * len(group["params"])
+            decay += [1.0 - rate * weight_decay] * len(group["params"])
+        stats = self._next_loss_stats(loss)
+        features = None if stats is None else generalist.loss_features(stats)
+        offsets, weights, hyper = self._kernel_call([p.numel() for p in params], features)
+        done = fused.mlp_update_direct(config.design, config.hidden, offsets, params, grads, lr, decay,
+                                       state["momenta"], state["rms"], weights, hyper, NORMALIZER_EPS,
+                                       fused.threads_for(sum(self._offsets[0])))  # fmt: skip
+        if done:
+            self._loss_stats = stats
+            stepped = [p for p, g in zip(params, grads) if g is not None]
+            torch.autograd.graph.increment_version(stepped)  # as torch.optim's in-place ops do
+        return done
+
+    def _next_loss_stats(self, loss: float | None) -> list[float] | None:
+        """The loss statistics after this step's loss (weights with loss features; None for the others)."""
+        return generalist.loss_statistics(self._loss_stats, loss) if self.net.config.loss_features else None
+
+    def _kernel_call(self, sizes: list[int], features: Tensor | None) -> tuple[Tensor, list, list[float]]:
+        """The kernel's tensor offsets, weights and constants for this step; the offsets and the weights are kept
+        between steps (rebuilt when the tensors or the meta-parameters change)."""
+        if self._offsets is None or self._offsets[0] != sizes:
+            self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
+        meta = self.meta_params
+        if self._kernel_weights is None or self._kernel_weights[0] is not meta:  # new meta-parameters
+            self._kernel_weights = (meta, self.net.kernel_weights(meta))
+        weights, hyper = self.net.kernel_inputs(meta, self.step_count, self.total_steps, features,
+                                                self._kernel_weights[1])  # fmt: skip
+        return self._offsets[1], weights, hyper
 
     def _header_extra(self) -> dict[str, Any]:
         return {} if self._loss_stats is None else {"loss_stats": list(self._loss_stats)}
