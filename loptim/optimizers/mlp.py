@@ -333,7 +333,7 @@ class MLPOptimizer(FlatOptimizer):
         """The loss statistics after this step's loss (weights with loss features; None for the others)."""
         return generalist.loss_statistics(self._loss_stats, loss) if self.net.config.loss_features else None
 
-    def _kernel_call(self, sizes: list[int], features: Tensor | None) -> tuple[Tensor, list, list[float]]:
+    def _kernel_call(self, sizes: list[int], features: list[float] | None) -> tuple[Tensor, list, list[float]]:
         """The kernel's tensor offsets, weights and constants for this step; the offsets and the weights are kept
         between steps (rebuilt when the tensors or the meta-parameters change)."""
         if self._offsets is None or self._offsets[0] != sizes:
