@@ -15,7 +15,8 @@ from loptim.pretrained import available
 SHIPPED_KINDS = {"lstm-mnist": "lstm", "lstm-mnist-mb2": "lstm", "lstm-quadratic": "lstm", "mlp-mnist": "mlp",
                  "mlp-generalist": "mlp", "lhopt-small": "lhopt", "lhopt-wide": "lhopt",
                  "lhopt-wider": "lhopt", "mlp-generalist-scale": "mlp", "lhopt-wider-e210": "lhopt",
-                 "mlp-generalist-cosine": "mlp", "mlp-generalist-warmup": "mlp"}  # fmt: skip
+                 "mlp-generalist-cosine": "mlp", "mlp-generalist-warmup": "mlp",
+                 "mlp-generalist-half": "mlp"}  # fmt: skip
 
 
 def meta_training(out: Path) -> dict[str, dict[str, torch.Tensor]]:
