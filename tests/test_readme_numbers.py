@@ -90,6 +90,7 @@ def test_suite_tables_match_suite_json():
         ("candidates-scale", 2),
         ("candidates-cosine", 4),
         ("candidates-warmup", 3),
+        ("candidates-half", 3),
     ],
 )
 def test_candidate_suite_summaries_match_their_suite_json(folder, optimizers):
