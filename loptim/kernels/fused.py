@@ -105,14 +105,13 @@ def mlp_update_direct(
 ) -> bool:
     """`mlp_update` read from each parameter's own gradient and applied to it in place, p <- decay p + lr D per
     tensor, without flat copies: float32 contiguous CPU `params` and `grads` in the order of `offsets` (a None
-    gradient: that tensor and its state are left as they are). Returns
-    False, with nothing changed, when a gradient entry is not finite; True after the step."""
-    tensors = len(params)
+    gradient: that tensor and its state are left as they are). Returns False, with nothing changed, when a
+    gradient entry is not finite; True after the step."""
     code = _entry("loptim_mlp_direct")(
         MLP_DESIGNS[design],
         hidden,
         int(offsets[-1]),
-        tensors,
+        len(params),
         offsets.data_ptr(),
         _array(_POINTER, [p.data_ptr() for p in params]),
         _array(_POINTER, [0 if g is None else g.data_ptr() for g in grads]),
