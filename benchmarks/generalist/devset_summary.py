@@ -30,6 +30,17 @@ def gather(files: list[Path], aliases: dict[str, str]) -> dict[str, dict[str, fl
     return ratios
 
 
+def geometric_means(ratios: dict[str, dict[str, float]], tasks: list[str]) -> dict[str, float]:
+    """Each optimizer's geometric mean over `tasks` (inf if any is), for those that have them all."""
+    means = {}
+    for label, per_task in ratios.items():
+        if all(t in per_task for t in tasks):
+            values = [per_task[t] for t in tasks]
+            finite = all(map(math.isfinite, values))
+            means[label] = math.exp(sum(map(math.log, values)) / len(values)) if finite else math.inf
+    return means
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", type=Path, nargs="+")
@@ -40,12 +51,7 @@ def main() -> None:
     aliases = dict(a.rsplit("=", 1) for a in args.alias)
     ratios = gather(args.files, aliases)
     tasks = args.tasks.split(",") if args.tasks else sorted({t for r in ratios.values() for t in r})
-    summary = {}
-    for label, per_task in ratios.items():
-        if all(t in per_task for t in tasks):
-            values = [per_task[t] for t in tasks]
-            finite = all(map(math.isfinite, values))
-            summary[label] = math.exp(sum(map(math.log, values)) / len(values)) if finite else math.inf
+    summary = geometric_means(ratios, tasks)
     if not summary:
         raise SystemExit(f"no optimizer has all {len(tasks)} tasks: {', '.join(tasks)}")
     for label, value in sorted(summary.items(), key=lambda item: item[1]):
