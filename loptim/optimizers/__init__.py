@@ -20,7 +20,7 @@ def _mlp_factory(weights: str = "mlp-generalist-half"):
     return factory
 
 
-def _lhopt_factory(weights: str = "lhopt-wider-e210"):
+def _lhopt_factory(weights: str = "lhopt-wider-e285"):
     def factory(params, *, total_steps: int) -> LHOPT:
         return LHOPT(params, weights=weights, total_steps=total_steps)
 

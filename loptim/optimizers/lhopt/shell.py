@@ -42,7 +42,7 @@ from loptim.optimizers.versions import (
 
 
 class LHOPT(torch.optim.Optimizer):
-    """`loptim.LHOPT(model.parameters(), total_steps=N)`: the shipped policy ("lhopt-wider-e210") steering AdamW.
+    """`loptim.LHOPT(model.parameters(), total_steps=N)`: the shipped policy ("lhopt-wider-e285") steering AdamW.
 
     The policy acts every total_steps // decisions steps (greedily unless `sample_actions`), on features of the
     inner steps since its last decision; it needs each step's training loss: `step(closure)`, `step(loss)`,
@@ -65,7 +65,7 @@ class LHOPT(torch.optim.Optimizer):
     def __init__(
         self,
         params: Iterable[Tensor],
-        weights: str | None = "lhopt-wider-e210",
+        weights: str | None = "lhopt-wider-e285",
         *,
         total_steps: int,
         lr: float | None = None,
