@@ -91,6 +91,7 @@ def test_suite_tables_match_suite_json():
         ("candidates-cosine", 4),
         ("candidates-warmup", 3),
         ("candidates-half", 3),
+        ("candidates-e285", 3),
     ],
 )
 def test_candidate_suite_summaries_match_their_suite_json(folder, optimizers):
