@@ -35,6 +35,12 @@ def _meta(config, seed):
     return net, meta, g
 
 
+def _call(net, meta, step: int, offsets, threads: int, total_steps: int = 50) -> fused.MLPKernelCall:
+    weights, hyper = net.kernel_inputs(meta, step, total_steps)
+    config = net.config
+    return fused.MLPKernelCall(config.design, config.hidden, offsets, weights, hyper, NORMALIZER_EPS, threads)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("design", sorted(DESIGNS))
 def test_kernel_matches_the_reference_update(design, threads):
@@ -47,10 +53,8 @@ def test_kernel_matches_the_reference_update(design, threads):
         grad = torch.randn(n, generator=g) * 10.0 ** (step - 3)
         with torch.no_grad():
             expected, reference = net.step_flat(meta, reference, grad, param, SIZES, step, 50)
-        weights, hyper = net.kernel_inputs(meta, step, 50)
-        config = net.config
-        got = fused.mlp_update(config.design, config.hidden, offsets, grad, param, state["momenta"], state["rms"],
-                               weights, hyper, NORMALIZER_EPS, threads)  # fmt: skip
+        call = _call(net, meta, step, offsets, threads)
+        got = fused.mlp_update(call, grad, param, state["momenta"], state["rms"])
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
         for key in state:
             torch.testing.assert_close(
@@ -67,9 +71,8 @@ def test_kernel_is_deterministic_and_in_place():
     runs = []
     for _ in range(2):
         state = net.zero_state(n)
-        weights, hyper = net.kernel_inputs(meta, 3, 0)
-        out = fused.mlp_update("generalist", 8, offsets, grad, param, state["momenta"], state["rms"], weights, hyper,
-                                 NORMALIZER_EPS, 2)  # fmt: skip
+        out = fused.mlp_update(_call(net, meta, 3, offsets, 2, total_steps=0), grad, param, state["momenta"],
+                               state["rms"])  # fmt: skip
         assert state["rms"].abs().sum() > 0  # the state advanced in place
         runs.append((out, state))
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1]["momenta"], runs[1][1]["momenta"])
@@ -162,15 +165,10 @@ def test_the_direct_kernel_steps_each_tensor_as_the_flat_kernel_does(design, thr
     decay = [1.0, 0.99, 1.0, 0.9, 0.999]
     for step in range(4):
         grads = [torch.randn(n, generator=g) * 10.0 ** (step - 2) for n in SIZES]
-        weights, hyper = net.kernel_inputs(meta, step, 50)
-        config = net.config
-        momenta, rms = flat_state["momenta"], flat_state["rms"]
-        delta = fused.mlp_update(config.design, config.hidden, offsets, torch.cat(grads), torch.cat(params), momenta,
-                                 rms, weights, hyper, NORMALIZER_EPS, threads)  # fmt: skip
+        call = _call(net, meta, step, offsets, threads)
+        delta = fused.mlp_update(call, torch.cat(grads), torch.cat(params), flat_state["momenta"], flat_state["rms"])
         expected = [p * d + r * piece for p, d, r, piece in zip(params, decay, lr, torch.split(delta, SIZES))]
-        done = fused.mlp_update_direct(config.design, config.hidden, offsets, params, grads, lr, decay,
-                                       direct_state["momenta"], direct_state["rms"], weights, hyper, NORMALIZER_EPS,
-                                       threads)  # fmt: skip
+        done = fused.mlp_update_direct(call, params, grads, lr, decay, direct_state["momenta"], direct_state["rms"])
         assert done
         for got, want in zip(params, expected):
             torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)

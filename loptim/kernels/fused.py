@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -59,70 +60,65 @@ def _entry(name: str):
     return function
 
 
-def mlp_update(
-    design: str,
-    hidden: int,
-    offsets: Tensor,
-    grad: Tensor,
-    param: Tensor,
-    momenta: Tensor,
-    rms: Tensor,
-    weights: list[Tensor | None],
-    hyper: list[float],
-    normalizer_eps: float,
-    threads: int,
-    out: Tensor | None = None,
-) -> Tensor:
-    """The MLP optimizer's update of DESIGN ("metz2019" | "generalist") in place on momenta and rms; the flat update.
+@dataclass(frozen=True)
+class MLPKernelCall:
+    """What both MLP kernels take besides the tensors they step: the design ("metz2019" | "generalist"), its
+    width, `offsets` (T + 1,) int64 (where each tensor starts in the flat state), `weights` w1, b1 (already holding
+    the per-step terms), w1_tensor (None for metz2019), w2, b2, w3, b3 as float32 contiguous CPU tensors, `hyper`
+    the design's constants for this step (cpu.cpp), the normalizer's epsilon and the thread count."""
 
-    `offsets` (T + 1,) int64: where each tensor starts in the flat vector; `weights`: w1, b1 (already holding the
-    per-step terms), w1_tensor (None for metz2019), w2, b2, w3, b3; `hyper` the design's constants (cpu.cpp);
-    `out`: where to write the update (a fresh tensor when None)."""
+    design: str
+    hidden: int
+    offsets: Tensor
+    weights: list[Tensor | None]
+    hyper: list[float]
+    normalizer_eps: float
+    threads: int
+
+    def head(self) -> list:
+        """The arguments both entry points start with: design, width, coordinates, tensors, offsets."""
+        return [MLP_DESIGNS[self.design], self.hidden, int(self.offsets[-1]), self.offsets.numel() - 1,
+                self.offsets.data_ptr()]  # fmt: skip
+
+    def tail(self) -> list:
+        """The arguments both end with: the weights, the constants, the epsilon, the threads."""
+        return [*_weight_pointers(self.weights), _array(ctypes.c_float, self.hyper), self.normalizer_eps, self.threads]
+
+
+def mlp_update(call: MLPKernelCall, grad: Tensor, param: Tensor, momenta: Tensor, rms: Tensor,
+               out: Tensor | None = None) -> Tensor:  # fmt: skip
+    """The MLP optimizer's update in place on momenta and rms, from flat `grad` and `param`; the flat update, written
+    to `out` (a fresh tensor when None)."""
     out = torch.empty_like(grad) if out is None else out
     pointers = [t.data_ptr() for t in (grad, param, momenta, rms, out)]
-    code = _entry("loptim_mlp")(MLP_DESIGNS[design], hidden, grad.numel(), offsets.numel() - 1, offsets.data_ptr(),
-                                *pointers, *_weight_pointers(weights), _array(ctypes.c_float, hyper), normalizer_eps,
-                                threads)  # fmt: skip
+    code = _entry("loptim_mlp")(*call.head(), *pointers, *call.tail())
     if code != 0:
         raise RuntimeError(f"loptim_mlp returned {code}" + (" (a non-finite gradient)" if code == 1 else ""))
     return out
 
 
 def mlp_update_direct(
-    design: str,
-    hidden: int,
-    offsets: Tensor,
+    call: MLPKernelCall,
     params: list[Tensor],
     grads: list[Tensor | None],
     lr: list[float],
     decay: list[float],
     momenta: Tensor,
     rms: Tensor,
-    weights: list[Tensor | None],
-    hyper: list[float],
-    normalizer_eps: float,
-    threads: int,
 ) -> bool:
     """`mlp_update` read from each parameter's own gradient and applied to it in place, p <- decay p + lr D per
-    tensor, without flat copies: float32 contiguous CPU `params` and `grads` in the order of `offsets` (a None
+    tensor, without flat copies: float32 contiguous CPU `params` and `grads` in the order of the offsets (a None
     gradient: that tensor and its state are left as they are). Returns False, with nothing changed, when a
     gradient entry is not finite; True after the step."""
     code = _entry("loptim_mlp_direct")(
-        MLP_DESIGNS[design],
-        hidden,
-        int(offsets[-1]),
-        len(params),
-        offsets.data_ptr(),
+        *call.head(),
         _array(_POINTER, [p.data_ptr() for p in params]),
         _array(_POINTER, [0 if g is None else g.data_ptr() for g in grads]),
         _array(ctypes.c_float, lr),
         _array(ctypes.c_float, decay),
         momenta.data_ptr(),
         rms.data_ptr(),
-        *_weight_pointers(weights),
-        _array(ctypes.c_float, hyper),
-        normalizer_eps,
-        threads,
+        *call.tail(),
     )
     if code not in (0, 1):
         raise RuntimeError(f"loptim_mlp_direct returned {code}")

@@ -280,16 +280,14 @@ class MLPOptimizer(FlatOptimizer):
         flat_param = self._buffer("param", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
         torch.cat([p.detach().reshape(-1) for p in params], out=flat_param)
         sizes = [p.numel() for p in params]
-        state, config = self.flat_state, self.net.config
+        state = self.flat_state
         stats = self._next_loss_stats(loss)
         features = None if stats is None else generalist.loss_features(stats)
         self._loss_stats = stats
         if fused.available(self.net.has_kernel, flat_grad, *state.values()):  # the fused CPU kernel of step_flat
-            offsets, weights, hyper = self._kernel_call(sizes, features)
             out = self._buffer("delta", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
-            return fused.mlp_update(config.design, config.hidden, offsets, flat_grad, flat_param, state["momenta"],
-                                    state["rms"], weights, hyper, NORMALIZER_EPS,
-                                    fused.threads_for(flat_grad.numel()), out=out)  # fmt: skip
+            call = self._kernel_call(sizes, features)
+            return fused.mlp_update(call, flat_grad, flat_param, state["momenta"], state["rms"], out=out)
         delta, new = self.net.step_flat(
             self.meta_params, state, flat_grad, flat_param, sizes, self.step_count, self.total_steps, features
         )
@@ -301,7 +299,7 @@ class MLPOptimizer(FlatOptimizer):
         """The fused kernel reading each `.grad` and stepping each parameter in place (loptim_mlp_direct): no flat
         copies of gradients and parameters and no separate pass to add the step. Float32 contiguous CPU tensors
         and no `maximize` only (a parameter without a gradient is skipped); the rest takes `_flat_update`."""
-        state, config = self.flat_state, self.net.config
+        state = self.flat_state
         if not fused.available(self.net.has_kernel, *state.values()):
             return None
         grads = [p.grad for p in params]
@@ -319,10 +317,8 @@ class MLPOptimizer(FlatOptimizer):
             decay += [1.0 - rate * weight_decay] * len(group["params"])
         stats = self._next_loss_stats(loss)
         features = None if stats is None else generalist.loss_features(stats)
-        offsets, weights, hyper = self._kernel_call([p.numel() for p in params], features)
-        done = fused.mlp_update_direct(config.design, config.hidden, offsets, params, grads, lr, decay,
-                                       state["momenta"], state["rms"], weights, hyper, NORMALIZER_EPS,
-                                       fused.threads_for(sum(self._offsets[0])))  # fmt: skip
+        call = self._kernel_call([p.numel() for p in params], features)
+        done = fused.mlp_update_direct(call, params, grads, lr, decay, state["momenta"], state["rms"])
         if done:
             self._loss_stats = stats
             stepped = [p for p, g in zip(params, grads) if g is not None]
@@ -333,9 +329,9 @@ class MLPOptimizer(FlatOptimizer):
         """The loss statistics after this step's loss (weights with loss features; None for the others)."""
         return generalist.loss_statistics(self._loss_stats, loss) if self.net.config.loss_features else None
 
-    def _kernel_call(self, sizes: list[int], features: list[float] | None) -> tuple[Tensor, list, list[float]]:
-        """The kernel's tensor offsets, weights and constants for this step; the offsets and the weights are kept
-        between steps (rebuilt when the tensors or the meta-parameters change)."""
+    def _kernel_call(self, sizes: list[int], features: list[float] | None) -> fused.MLPKernelCall:
+        """The kernel's arguments for this step; the offsets and the weights are kept between steps (rebuilt when
+        the tensors or the meta-parameters change)."""
         if self._offsets is None or self._offsets[0] != sizes:
             self._offsets = (sizes, torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64))
         meta = self.meta_params
@@ -343,7 +339,9 @@ class MLPOptimizer(FlatOptimizer):
             self._kernel_weights = (meta, self.net.kernel_weights(meta))
         weights, hyper = self.net.kernel_inputs(meta, self.step_count, self.total_steps, features,
                                                 self._kernel_weights[1])  # fmt: skip
-        return self._offsets[1], weights, hyper
+        config = self.net.config
+        return fused.MLPKernelCall(config.design, config.hidden, self._offsets[1], weights, hyper, NORMALIZER_EPS,
+                                   fused.threads_for(sum(sizes)))  # fmt: skip
 
     def _header_extra(self) -> dict[str, Any]:
         return {} if self._loss_stats is None else {"loss_stats": list(self._loss_stats)}
