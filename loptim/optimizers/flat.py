@@ -222,19 +222,18 @@ class FlatOptimizer(torch.optim.Optimizer):
         device, dtype = self._state_key()
         lazy = self._defer_nonfinite if self._defer_nonfinite is not None else device.type != "cpu"
         bad_loss = self._nonfinite_loss(loss, device)
-        if not lazy and not bool(bad_loss):
+        if not lazy and (bad_loss is None or not bool(bad_loss)):
             done = self._direct_update(params, core_loss)  # the step without flat copies, where the core has one
             if done is not None:
                 if done:
-                    self._param_steps[torch.tensor(active)] += 1
-                    self.step_count += 1
+                    self._count_step(active)
                 elif self.nonfinite == "raise":
                     raise diverged(type(self).__name__, self.step_count, "gradient")
                 else:
                     self._skipped += 1
                 return closure_loss
         flat_grad = self._flat_grad(dtype)
-        bad = ~all_finite(flat_grad) | bad_loss
+        bad = ~all_finite(flat_grad) if bad_loss is None else ~all_finite(flat_grad) | bad_loss
         if not lazy and bool(bad):
             if self.nonfinite == "raise":
                 raise diverged(type(self).__name__, self.step_count, "gradient or loss")
@@ -249,19 +248,27 @@ class FlatOptimizer(torch.optim.Optimizer):
             delta = torch.where(bad, torch.zeros((), dtype=dtype, device=device), delta)
             self._pending = bad.int() if self._pending is None else self._pending + bad
         self._apply(params, active, delta)
-        self._param_steps[torch.tensor(active)] += 1
-        self.step_count += 1
+        self._count_step(active)
         if lazy and self.step_count % DEFERRED_CHECK_EVERY == 0:
             self._raise_pending()
         return closure_loss
 
     @staticmethod
-    def _nonfinite_loss(loss: Loss, device: torch.device) -> Tensor:
-        """Whether the step's loss (if any) is NaN or infinite, as a 0-dim bool tensor on `device`."""
+    def _nonfinite_loss(loss: Loss, device: torch.device) -> Tensor | None:
+        """Whether the step's loss is NaN or infinite, as a 0-dim bool tensor on `device`; None without a loss."""
+        if loss is None:
+            return None
         if isinstance(loss, Tensor):
             return ~torch.isfinite(loss.detach().to(device)).all()
-        bad = loss is not None and not math.isfinite(loss_value(loss))
-        return torch.full((), bad, dtype=torch.bool, device=device)
+        return torch.full((), not math.isfinite(loss_value(loss)), dtype=torch.bool, device=device)
+
+    def _count_step(self, active: list[bool]) -> None:
+        """One more step, for the optimizer and for each parameter that had a gradient."""
+        if all(active):
+            self._param_steps += 1
+        else:
+            self._param_steps[torch.tensor(active)] += 1
+        self.step_count += 1
 
     def _direct_update(self, params: list[Tensor], loss: float | None) -> bool | None:
         """Step every parameter that has a gradient in place, without flat copies: True when done, False when a
