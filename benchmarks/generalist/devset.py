@@ -82,6 +82,11 @@ ADAM_LRS = (1e-3, 3.16e-3, 1e-2, 3.16e-2)
 SEEDS = (1, 2)
 
 
+def geometric_mean(values: list[float]) -> float:
+    """exp(mean(log values)); inf if any value is (a diverged run)."""
+    return math.exp(sum(map(math.log, values)) / len(values)) if all(map(math.isfinite, values)) else math.inf
+
+
 def generalist(weights: str) -> Callable:
     def factory(params, *, total_steps: int) -> MLPOptimizer:
         return MLPOptimizer(params, weights=weights, total_steps=total_steps)
@@ -206,9 +211,7 @@ def main() -> None:
     keys = list(next(iter(results.values()))["final_valid_loss"])
     geomean = {}
     for key in keys:
-        ratios = [r["ratio_to_tuned_adam"][key] for r in results.values()]
-        finite = all(map(math.isfinite, ratios))
-        geomean[key] = math.exp(sum(map(math.log, ratios)) / len(ratios)) if finite else math.inf
+        geomean[key] = geometric_mean([r["ratio_to_tuned_adam"][key] for r in results.values()])
         print(f"geometric mean | {key} | {geomean[key]:.3f}")
     command = shlex.join(["python", "benchmarks/generalist/devset.py", *sys.argv[1:]])  # as it was run
     payload = {"command": command, "seeds": list(SEEDS), "adam_lrs": list(ADAM_LRS), "adam_schedules": schedules,

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 from pathlib import Path
 
 from loptim.io import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).parent))
+from devset import geometric_mean  # noqa: E402
 
 
 def gather(files: list[Path], aliases: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -32,13 +34,11 @@ def gather(files: list[Path], aliases: dict[str, str]) -> dict[str, dict[str, fl
 
 def geometric_means(ratios: dict[str, dict[str, float]], tasks: list[str]) -> dict[str, float]:
     """Each optimizer's geometric mean over `tasks` (inf if any is), for those that have them all."""
-    means = {}
-    for label, per_task in ratios.items():
-        if all(t in per_task for t in tasks):
-            values = [per_task[t] for t in tasks]
-            finite = all(map(math.isfinite, values))
-            means[label] = math.exp(sum(map(math.log, values)) / len(values)) if finite else math.inf
-    return means
+    return {
+        label: geometric_mean([per_task[t] for t in tasks])
+        for label, per_task in ratios.items()
+        if all(t in per_task for t in tasks)
+    }
 
 
 def main() -> None:

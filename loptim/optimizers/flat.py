@@ -233,7 +233,9 @@ class FlatOptimizer(torch.optim.Optimizer):
                     self._skipped += 1
                 return closure_loss
         flat_grad = self._flat_grad(dtype)
-        bad = ~all_finite(flat_grad) if bad_loss is None else ~all_finite(flat_grad) | bad_loss
+        bad = ~all_finite(flat_grad)
+        if bad_loss is not None:
+            bad = bad | bad_loss
         if not lazy and bool(bad):
             if self.nonfinite == "raise":
                 raise diverged(type(self).__name__, self.step_count, "gradient or loss")

@@ -281,9 +281,7 @@ class MLPOptimizer(FlatOptimizer):
         torch.cat([p.detach().reshape(-1) for p in params], out=flat_param)
         sizes = [p.numel() for p in params]
         state = self.flat_state
-        stats = self._next_loss_stats(loss)
-        features = None if stats is None else generalist.loss_features(stats)
-        self._loss_stats = stats
+        self._loss_stats, features = self._loss_inputs(loss)
         if fused.available(self.net.has_kernel, flat_grad, *state.values()):  # the fused CPU kernel of step_flat
             out = self._buffer("delta", flat_grad.numel(), flat_grad.dtype, flat_grad.device)
             call = self._kernel_call(sizes, features)
@@ -315,8 +313,7 @@ class MLPOptimizer(FlatOptimizer):
             rate, weight_decay = float(group["lr"]), float(group["weight_decay"])
             lr += [rate] * len(group["params"])
             decay += [1.0 - rate * weight_decay] * len(group["params"])
-        stats = self._next_loss_stats(loss)
-        features = None if stats is None else generalist.loss_features(stats)
+        stats, features = self._loss_inputs(loss)
         call = self._kernel_call([p.numel() for p in params], features)
         done = fused.mlp_update_direct(call, params, grads, lr, decay, state["momenta"], state["rms"])
         if done:
@@ -325,9 +322,13 @@ class MLPOptimizer(FlatOptimizer):
             torch.autograd.graph.increment_version(stepped)  # as torch.optim's in-place ops do
         return done
 
-    def _next_loss_stats(self, loss: float | None) -> list[float] | None:
-        """The loss statistics after this step's loss (weights with loss features; None for the others)."""
-        return generalist.loss_statistics(self._loss_stats, loss) if self.net.config.loss_features else None
+    def _loss_inputs(self, loss: float | None) -> tuple[list[float] | None, list[float] | None]:
+        """The loss statistics after this step's loss and the features the core reads from them (weights with
+        loss features; None, None for the others). The caller keeps the statistics once the step is taken."""
+        if not self.net.config.loss_features:
+            return None, None
+        stats = generalist.loss_statistics(self._loss_stats, loss)
+        return stats, generalist.loss_features(stats)
 
     def _kernel_call(self, sizes: list[int], features: list[float] | None) -> fused.MLPKernelCall:
         """The kernel's arguments for this step; the offsets and the weights are kept between steps (rebuilt when
