@@ -50,3 +50,34 @@ def test_groups_picks_tensors_by_name_and_rank():
     assert not groups.picks("block0.mlp.in.weight", matrix, "attn")
     assert groups.picks("block0.mlp.in.bias", vector, "all")
     assert groups.picks("head.weight", matrix, "matrices") and not groups.picks("head.bias", vector, "matrices")
+
+
+def test_fold_tensor_input_matches_the_original_at_its_log_rms():
+    """Folded weights step a tensor of parameter RMS exp(c) exactly as the original does, and differ elsewhere
+    (their step no longer depends on the tensor's scale)."""
+    from loptim.features import NORMALIZER_EPS
+    from loptim.optimizers import mlp_generalist
+    from loptim.pretrained import load_learned
+
+    fold = _script("fold_tensor_input")
+    net = load_learned("mlp", "mlp-generalist-half")
+    c = -2.3
+    folded = fold.fold(net, c)
+    original = {k: v.detach() for k, v in net.meta_params().items()}
+    meta = {k: v.detach() for k, v in folded.meta_params().items()}
+    assert torch.count_nonzero(meta["w1_tensor"]) == 0 and torch.count_nonzero(original["w1_tensor"]) > 0
+    generator = torch.Generator().manual_seed(0)
+    size = 64
+    signs = torch.randint(0, 2, (size,), generator=generator) * 2.0 - 1.0
+    at_c = signs * math.sqrt(math.exp(2 * c) - NORMALIZER_EPS)  # 0.5 log(mean square + eps) == c
+    grad = torch.randn(2 * size, generator=generator)
+    state = mlp_generalist.zero_state(2 * size, torch.float32, None)
+
+    def step(meta_params, param):
+        delta, _ = mlp_generalist.update(meta_params, state, grad, param, [size, size], 10, 100, 5e-4,
+                                         correction=False)  # fmt: skip
+        return delta
+
+    other = torch.cat((at_c, 10 * at_c))  # the second tensor's RMS is 10x exp(c)
+    torch.testing.assert_close(step(meta, other)[:size], step(original, other)[:size], rtol=1e-5, atol=1e-9)
+    assert not torch.allclose(step(meta, other)[size:], step(original, other)[size:], rtol=1e-3)

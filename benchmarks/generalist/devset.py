@@ -43,7 +43,6 @@ from loptim.tasks import get_task
 from loptim.tasks.base import Task
 from loptim.tasks.image import ImageMLPConfig, MLPTask
 from loptim.tasks.partition import part_of
-from loptim.tasks.recurrent import RNNLMConfig, RNNLMTask
 from loptim.tasks.resnet import ResNetConfig, ResNetTask
 from loptim.tasks.tabular import ForecastConfig, ForecastTask, TableMLPConfig, TableMLPTask
 from loptim.tasks.text import CharLMConfig, CharLMTask
@@ -51,9 +50,7 @@ from loptim.tasks.text import CharLMConfig, CharLMTask
 TASKS: dict[str, Callable[[], Task]] = {
     "spam-gru": lambda: get_task("spam-gru"),
     "doctor-contacts-mlp": lambda: get_task("doctor-contacts-mlp"),
-    "doctor-contacts-mlp-wide": lambda: TableMLPTask(
-        TableMLPConfig("doctor-contacts", hidden=(128, 128), steps=1000), "doctor-contacts-mlp-wide"
-    ),
+    "doctor-contacts-mlp-wide": lambda: get_task("doctor-contacts-mlp-wide"),
     "health-insurance-mlp-wide": lambda: TableMLPTask(
         TableMLPConfig("health-insurance", hidden=(128, 128), steps=1000), "health-insurance-mlp-wide"
     ),
@@ -62,9 +59,7 @@ TASKS: dict[str, Callable[[], Task]] = {
     ),
     "mnist-resnet": lambda: ResNetTask(ResNetConfig("mnist", channels=(16, 32), blocks=1), "mnist-resnet"),
     # recurrent and long (meta-validation's spam-gru runs 300 steps): where a step too large late in a run shows
-    "spam-gru-long": lambda: RNNLMTask(
-        RNNLMConfig("spam-assassin", "gru", embed=16, hidden=64, context=32, default_steps=1200), "spam-gru-long"
-    ),
+    "spam-gru-long": lambda: get_task("spam-gru-long"),
     "births-gru-long": lambda: ForecastTask(ForecastConfig("us-births", hidden=64, steps=1000), "births-gru-long"),
     # named only (not in 'all'): the suite's transformer and CNN shapes on meta-train data, where the generalist
     # lost most on the suite (shakespeare-char's transformer; fsdd-cnn) and the first eight have neither

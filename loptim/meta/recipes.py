@@ -469,6 +469,23 @@ RECIPES.add(
         init_from="mlp-generalist-cosine",
     ),
 )
+# The per-tensor scale input folded (docs/generalist.md, Per-tensor scale input): its learned response ran opposite
+# to a tensor's scale and gave zero-initialized biases and 0.02-std transformer weights 40-55x the nominal step; it
+# starts from the shipped mlp-generalist-fold (mlp-generalist-half with that input held at one log-RMS) and PES
+# leaves the input's weights at zero. Its selection score adds a wider MLP, a longer GRU and a transformer on
+# meta-valid data, where the shipped generalists' failures showed (the dev set, docs/generalist.md).
+RECIPES.add(
+    "mlp-generalist-fold",
+    lambda: GeneralistRecipe(
+        name="mlp-generalist-fold",
+        core=MLPConfig(
+            hidden=8, design="generalist", correction=False, schedule_prior="cosine", warmup=0.05, nominal_lr=5e-4
+        ),
+        init_from="mlp-generalist-fold",
+        perturbed=("w1", "w1_time", "b1", "w2", "b2", "w3", "b3", "w_schedule"),
+        eval_tasks=("spam-gru", "doctor-contacts-mlp", "doctor-contacts-mlp-wide", "spam-gru-long", "spam-char"),
+    ),
+)
 # The ablation table of docs/generalist.md: each removes one fix, all on the same budget (`--max-minutes 60`, one
 # core) and seed, beside the full design retrained on that budget (`generalist-ablation-control`).
 ABLATION_RECIPES = {

@@ -79,6 +79,17 @@ _META_VALID: dict[str, Callable[[], Task]] = {
     "doctor-contacts-mlp": lambda: TableMLPTask(
         TableMLPConfig("doctor-contacts", hidden=(64, 64), steps=500), "doctor-contacts-mlp"
     ),
+    # Wider, longer and a transformer (recipe mlp-generalist-fold's selection score): the shipped generalists'
+    # failures showed on wide and long runs and on transformers, none of which the first two have.
+    "doctor-contacts-mlp-wide": lambda: TableMLPTask(
+        TableMLPConfig("doctor-contacts", hidden=(128, 128), steps=1000), "doctor-contacts-mlp-wide"
+    ),
+    "spam-gru-long": lambda: RNNLMTask(
+        RNNLMConfig("spam-assassin", "gru", embed=16, hidden=64, context=32, default_steps=1200), "spam-gru-long"
+    ),
+    "spam-char": lambda: CharLMTask(
+        CharLMConfig("spam-assassin", d_model=32, layers=2, heads=2, context=32, default_steps=600), "spam-char"
+    ),
 }
 META_VALID_TASKS: tuple[str, ...] = tuple(_META_VALID)
 
