@@ -16,7 +16,7 @@ SHIPPED_KINDS = {"lstm-mnist": "lstm", "lstm-mnist-mb2": "lstm", "lstm-quadratic
                  "mlp-generalist": "mlp", "lhopt-small": "lhopt", "lhopt-wide": "lhopt",
                  "lhopt-wider": "lhopt", "mlp-generalist-scale": "mlp", "lhopt-wider-e210": "lhopt",
                  "mlp-generalist-cosine": "mlp", "mlp-generalist-warmup": "mlp",
-                 "mlp-generalist-half": "mlp", "lhopt-wider-e285": "lhopt"}  # fmt: skip
+                 "mlp-generalist-half": "mlp", "lhopt-wider-e285": "lhopt", "mlp-generalist-fold": "mlp"}  # fmt: skip
 
 
 def meta_training(out: Path) -> dict[str, dict[str, torch.Tensor]]:

@@ -298,7 +298,7 @@ def test_deferred_non_finite_check_neutralizes_on_the_device_and_raises_at_the_n
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_defaults_are_the_shipped_weights_and_none_is_untrained_without_touching_the_global_rng(kind):
-    shipped = {"lstm": "lstm-mnist", "mlp": "mlp-generalist-half", "lhopt": "lhopt-wider-e285"}[kind]
+    shipped = {"lstm": "lstm-mnist", "mlp": "mlp-generalist-fold", "lhopt": "lhopt-wider-e285"}[kind]
     params = [nn.Parameter(torch.zeros(3))]
     torch.manual_seed(123)
     rng = torch.get_rng_state()

@@ -350,6 +350,18 @@ RECIPES.add(
         LHOPT_WIDE, name="lhopt-wide-wd", controlled=("lr", "weight_decay"), init_from="lhopt-wide"
     ),
 )
+# The curriculum of heads on the current default (issue 15, item 4): lhopt-wider's recipe from its shipped epoch-285
+# policy with the weight-decay head freed, kept only if its meta-validation score beats that policy's +0.044
+# (campaigns/lhopt-wider-wd/README.md); lhopt-wider's own campaign had found no better policy in 150 epochs.
+RECIPES.add(
+    "lhopt-wider-wd",
+    lambda: dataclasses.replace(
+        RECIPES.get("lhopt-wider"),
+        name="lhopt-wider-wd",
+        controlled=("lr", "weight_decay"),
+        init_from="lhopt-wider-e285",
+    ),
+)
 RECIPES.add(
     "tiny-lhopt-wide",
     lambda: dataclasses.replace(

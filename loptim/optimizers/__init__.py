@@ -13,7 +13,7 @@ def _lstm_factory(weights: str = "lstm-mnist"):
     return factory
 
 
-def _mlp_factory(weights: str = "mlp-generalist-half"):
+def _mlp_factory(weights: str = "mlp-generalist-fold"):
     def factory(params, *, total_steps: int) -> MLPOptimizer:
         return MLPOptimizer(params, weights=weights, total_steps=total_steps)
 

@@ -235,7 +235,7 @@ class MLPOptimizer(FlatOptimizer):
     """`loptim.MLPOptimizer(model.parameters())`: the Metz 2019 optimizer (or its generalist design, by the
     weights' config) as a torch.optim class; `total_steps` feeds the generalist's progress features.
 
-    `weights`: a shipped name (default "mlp-generalist-half", the generalist, whose step warms up and anneals
+    `weights`: a shipped name (default "mlp-generalist-fold", the generalist, whose step warms up and anneals
     over `total_steps` when given; "mlp-mnist" is the faithful Metz 2019 reproduction), a .safetensors path, or None
     for an untrained network drawn from a fixed seed (the global RNG is never touched). `lr` multiplies the
     learned step (dimensionless, default 1); the rest of the torch.optim semantics and the non-finite policy are
@@ -244,7 +244,7 @@ class MLPOptimizer(FlatOptimizer):
     """
 
     name = "mlp"
-    default_weights = "mlp-generalist-half"
+    default_weights = "mlp-generalist-fold"
     _offsets: tuple[list[int], Tensor] | None = None  # tensor sizes and their start offsets, for the kernel
     _loss_stats: list[float] | None = None  # a design with loss features: mlp_generalist.loss_statistics
     _kernel_weights: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None  # meta_params, kernel_weights(them)
