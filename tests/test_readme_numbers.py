@@ -92,6 +92,7 @@ def test_suite_tables_match_suite_json():
         ("candidates-warmup", 3),
         ("candidates-half", 3),
         ("candidates-e285", 3),
+        ("candidates-fold", 2),
     ],
 )
 def test_candidate_suite_summaries_match_their_suite_json(folder, optimizers):
