@@ -51,6 +51,8 @@ def main() -> None:
     card = json.loads(shipped.read_text()) if shipped.exists() else {}
     for key in ("variant_of", "changes", "note", "dev_set"):  # the original's own variant fields, if any
         card.pop(key, None)
+    if "optimizer" in card:  # the design is the original's; the weights no longer use the per-tensor input
+        card["optimizer"] = "mlp, generalist design (docs/generalist.md, Per-tensor scale input, folded)"
     card |= {"variant_of": args.weights, "changes": {"w1_tensor folded into b1 at log_rms": args.log_rms},
              "fold_command": shlex.join(["python", *sys.argv])}  # fmt: skip
     if args.note:

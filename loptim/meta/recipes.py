@@ -352,7 +352,7 @@ RECIPES.add(
 )
 # The curriculum of heads on the current default (issue 15, item 4): lhopt-wider's recipe from its shipped epoch-285
 # policy with the weight-decay head freed, kept only if its meta-validation score beats that policy's +0.044
-# (campaigns/lhopt-wider-wd/README.md); lhopt-wider's own campaign had found no better policy in 150 epochs.
+# (campaigns/lhopt-wider-wd/README.md); lhopt-wider's own campaign had found no better policy in the 96 epochs after it.
 RECIPES.add(
     "lhopt-wider-wd",
     lambda: dataclasses.replace(
