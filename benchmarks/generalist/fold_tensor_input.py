@@ -20,9 +20,7 @@ from pathlib import Path
 import torch
 
 from loptim.optimizers.mlp import MLPOptimizerNet
-from loptim.pretrained import load_learned, save_learned
-
-PRETRAINED = Path(__file__).parents[2] / "loptim" / "pretrained"
+from loptim.pretrained import load_learned, resolve, save_learned
 
 
 def fold(net: MLPOptimizerNet, log_rms: float) -> MLPOptimizerNet:
@@ -47,8 +45,8 @@ def main() -> None:
     if net.config.design != "generalist":
         raise SystemExit(f"{args.weights} is not a generalist design ({net.config.design}); pick generalist weights")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    shipped = PRETRAINED / f"{args.weights}.json"  # a shipped name: its card (recipe, compute) carries over
-    card = json.loads(shipped.read_text()) if shipped.exists() else {}
+    original = resolve(args.weights).with_suffix(".json")  # the original's card (recipe, compute) carries over
+    card = json.loads(original.read_text()) if original.exists() else {}
     for key in ("variant_of", "changes", "note", "dev_set"):  # the original's own variant fields, if any
         card.pop(key, None)
     if "optimizer" in card:  # the design is the original's; the weights no longer use the per-tensor input

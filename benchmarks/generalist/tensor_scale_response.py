@@ -30,9 +30,7 @@ def mean_factor(weights: str, log_rms: float, fraction: float, coordinates: int 
     progress = mlp_generalist.step_features(int(fraction * steps), steps, torch.float32, torch.device("cpu"))
     features = torch.randn(mlp_generalist.NUM_FEATURES, coordinates, generator=torch.Generator().manual_seed(0))
     bias = meta["b1"] + meta["w1_time"] @ progress + meta["w1_tensor"][:, 0] * log_rms
-    hidden = torch.relu(meta["w1"] @ features + bias.unsqueeze(1))
-    hidden = torch.relu(meta["w2"] @ hidden + meta["b2"].unsqueeze(1))
-    magnitude = (meta["w3"] @ hidden + meta["b3"].unsqueeze(1))[1]
+    _, magnitude = mlp_generalist.network_outputs(meta, torch.addmm(bias.unsqueeze(1), meta["w1"], features))
     log_step = torch.clamp(meta["w_schedule"] @ progress + magnitude, *mlp_generalist.LOG_STEP_RANGE)
     return float(log_step.exp().mean())
 

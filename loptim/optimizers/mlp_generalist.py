@@ -161,13 +161,19 @@ def update(
     tensor_bias = meta_params["w1_tensor"] @ log_rms  # (H, T)
     counts = torch.tensor(sizes, device=device)
     per_coordinate = torch.repeat_interleave(tensor_bias, counts, dim=1, output_size=grad.shape[0])
-    hidden = torch.addmm(bias1.unsqueeze(1), meta_params["w1"], features) + per_coordinate
-    hidden = torch.relu(torch.addmm(meta_params["b2"].unsqueeze(1), meta_params["w2"], torch.relu(hidden)))
-    direction, magnitude = torch.addmm(meta_params["b3"].unsqueeze(1), meta_params["w3"], hidden)
+    first = torch.addmm(bias1.unsqueeze(1), meta_params["w1"], features) + per_coordinate
+    direction, magnitude = network_outputs(meta_params, first)
     schedule = meta_params["w_schedule"] @ progress
     log_step = torch.clamp(schedule + magnitude, *LOG_STEP_RANGE)
     delta = -nominal_lr * torch.exp(log_step) * (nominal + direction if correction else nominal)
     return delta, {"momenta": momenta, "rms": rms}
+
+
+def network_outputs(meta_params: dict[str, Tensor], first: Tensor) -> tuple[Tensor, Tensor]:
+    """The network's two outputs per coordinate, (d, s), from its first layer's pre-activation (H, N)."""
+    hidden = torch.relu(torch.addmm(meta_params["b2"].unsqueeze(1), meta_params["w2"], torch.relu(first)))
+    direction, magnitude = torch.addmm(meta_params["b3"].unsqueeze(1), meta_params["w3"], hidden)
+    return direction, magnitude
 
 
 def kernel_weights(meta_params: dict[str, Tensor], correction: bool = True) -> dict[str, Tensor]:
