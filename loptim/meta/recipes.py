@@ -498,6 +498,15 @@ RECIPES.add(
         eval_tasks=("spam-gru", "doctor-contacts-mlp", "doctor-contacts-mlp-wide", "spam-gru-long", "spam-char"),
     ),
 )
+# mlp-generalist-fold at a third of the outer step and a 100-step momentum: its first segment's meta-gradient was
+# clipped at every step (norm 13-45 against 10) and the selection score drifted from -0.119 to -0.077 while the
+# sampled meta-loss stayed flat, the signature of noise-dominated steps (campaigns/mlp-generalist-fold/README.md).
+RECIPES.add(
+    "mlp-generalist-fold-slow",
+    lambda: dataclasses.replace(
+        RECIPES.get("mlp-generalist-fold"), name="mlp-generalist-fold-slow", meta_lr=3e-4, meta_beta1=0.99
+    ),
+)
 # The ablation table of docs/generalist.md: each removes one fix, all on the same budget (`--max-minutes 60`, one
 # core) and seed, beside the full design retrained on that budget (`generalist-ablation-control`).
 ABLATION_RECIPES = {
