@@ -93,6 +93,8 @@ def cmd_suite(args: argparse.Namespace) -> None:
         options["lr_points"] = args.lr_points
     if args.tasks:
         options["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if args.tuned_from:
+        options["tuned_from"] = Path(args.tuned_from)
     config = SuiteConfig.quick_mode(**options) if args.quick else SuiteConfig(**options)
     run_suite(config)
     print((config.out / "table.md").read_text(), end="")
@@ -241,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--lr-points", type=int, default=None, help="learning rates per baseline grid (default 7)")
     suite.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
     suite.add_argument("--tasks", default=None, help="comma list of suite tasks instead of the tier's (partial runs)")
+    suite.add_argument(
+        "--tuned-from",
+        default=None,
+        metavar="FILE",
+        help="take the tuned baselines' hyperparameters from an earlier suite.json of the same protocol instead of "
+        "re-running their grids (their report seeds still run)",
+    )
     suite.set_defaults(func=cmd_suite)
 
     meta = sub.add_parser("meta-train", help="meta-train a learned optimizer from a named recipe")

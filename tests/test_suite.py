@@ -163,6 +163,27 @@ def test_suite_quick_end_to_end_and_resumed(tmp_path, capsys, monkeypatch):
             assert judged["valid_curves"] == results["tasks"][task_name]["optimizers"][label]["valid_curves"]
     assert all("seconds" not in json.loads(p.read_text()) for p in (out / "runs").rglob("*.json"))
 
+    # --tuned-from: tuned Adam's hyperparameters taken from that suite.json, so only report seeds run, and they
+    # give the same curves; a file tuned under another grid is refused before any run.
+    other = tmp_path / "other"
+    tuned = ["suite", "--quick", "--workers", "1", "--optimizers", "adam,adam-default"]
+    assert main([*tuned, "--tuned-from", str(out / "suite.json"), "--out", str(other)]) == 0
+    assert sorted((j.task, j.optimizer, j.seed) for j in ran) == sorted(
+        (t, o, 1) for t in SUITE_QUICK for o in ("adam", "adam-default")
+    )
+    taken = load_results(other / "suite.json")
+    assert taken["protocol"]["tuned_from"] == str(out / "suite.json")
+    for task_name, task in taken["tasks"].items():
+        for label in ("adam", "adam-default"):
+            before = results["tasks"][task_name]["optimizers"][label]
+            judged = task["optimizers"][label]
+            assert judged["hyperparameters"] == before["hyperparameters"]
+            assert judged["valid_curves"] == before["valid_curves"]
+            assert judged["tuning_runs"] == before["tuning_runs"]  # the protocol's cost, though tuned elsewhere
+    capsys.readouterr()
+    code = main([*tuned, "--lr-points", "5", "--tuned-from", str(out / "suite.json"), "--out", str(tmp_path / "x")])
+    assert code != 0 and "another protocol (lr_points differ)" in capsys.readouterr().err
+
 
 def test_schema_1_results_stay_readable(tmp_path):
     path = REPO / "benchmarks" / "tasks" / "results" / "fashion-mlp" / "results.json"

@@ -3,7 +3,9 @@
 Tuned baselines (tuned Adam always; tuned AdamW with LHOPT) are tuned on seed 0 over learning rates x
 {constant, cosine} and reported on fresh seeds 1-3; every other optimizer runs untuned on seeds 1-3. Every run is
 cached in OUT/runs (losses only), so an interrupted suite resumes where it stopped; per-step seconds are measured
-side by side in the run that writes the table.
+side by side in the run that writes the table. `tuned_from` (`--tuned-from FILE`) takes the tuned baselines'
+hyperparameters from an earlier suite.json of the same protocol instead of re-running their grids (the run cache is
+per machine; the grid is most of a suite's runs): their report seeds still run here, and the results name the file.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class SuiteConfig:
     progress: bool = True
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    tuned_from: Path | None = None  # an earlier suite.json whose tuned baselines' hyperparameters are taken
 
     @classmethod
     def quick_mode(cls, **overrides: Any) -> SuiteConfig:
@@ -142,7 +145,8 @@ def run_suite(config: SuiteConfig) -> dict[str, Any]:
     def reported(task: str, label: str, hyper: dict | None = None) -> list[Job]:
         return _report_jobs(task, label, steps[task], config.report_seeds, hyper)
 
-    first = [job for jobs in grid.values() for job in jobs]
+    taken = None if config.tuned_from is None else tuned_hyperparameters(config, list(grid), steps)
+    first = [job for jobs in grid.values() for job in jobs] if taken is None else []
     first += [job for task in tasks for label in untuned for job in reported(task.name, label)]
     total = len(first) + len(tasks) * len(baselines) * len(config.report_seeds)
     root = config.out / "runs"
@@ -150,7 +154,9 @@ def run_suite(config: SuiteConfig) -> dict[str, Any]:
     try:
         workers, threads = config.workers, config.threads_per_worker
         curves = run_cached(first, workers, threads, True, lambda: bar.update(), root=root)
-        winners = {key: select_best(key[1], jobs, curves, config.select).hyperparameters for key, jobs in grid.items()}
+        winners = taken or {
+            key: select_best(key[1], jobs, curves, config.select).hyperparameters for key, jobs in grid.items()
+        }
         second = [job for (task, name), hyper in winners.items() for job in reported(task, name, hyper)]
         curves.update(run_cached(second, workers, threads, True, lambda: bar.update(), root=root))
         entries = []
@@ -176,6 +182,7 @@ def run_suite(config: SuiteConfig) -> dict[str, Any]:
         "select": config.select,
         "threads_per_run": config.threads_per_worker,
         "timing_rounds": config.timing_rounds,
+        **({} if config.tuned_from is None else {"tuned_from": str(config.tuned_from)}),
     }
     results = suite_results(entries, references, protocol, tier="quick" if config.quick else config.tier,
                             command=config.command)  # fmt: skip
@@ -187,6 +194,39 @@ def run_suite(config: SuiteConfig) -> dict[str, Any]:
     atomic_write_text(config.out / "table.md", table_markdown(results))
     plot_profile(results, config.out / "profile.png")
     return results
+
+
+PROTOCOL_KEYS = ("tuning_seeds", "lr_points", "schedules", "select")  # what makes two tunings the same
+
+
+def tuned_hyperparameters(
+    config: SuiteConfig, keys: Sequence[tuple[str, str]], steps: dict[str, int]
+) -> dict[tuple[str, str], dict]:
+    """The (task, baseline) hyperparameters of `config.tuned_from`, checked to come from the same protocol: the same
+    tuning seeds, grid, schedules and selection, each task at the same number of steps, every baseline tuned there."""
+    from loptim.evaluate.results import load_results
+
+    path = Path(config.tuned_from)
+    if not path.is_file():
+        raise LoptimError(f"--tuned-from: no such file {path} (give an earlier run's OUT/suite.json)")
+    earlier = load_results(path)
+    protocol = earlier.get("protocol", {})
+    ours = {"tuning_seeds": list(config.tuning_seeds), "lr_points": config.lr_points,
+            "schedules": list(config.schedules), "select": config.select}  # fmt: skip
+    differ = [k for k in PROTOCOL_KEYS if protocol.get(k) != ours[k]]
+    if differ:
+        raise LoptimError(f"--tuned-from {path}: tuned under another protocol ({', '.join(differ)} differ); rerun "
+                          "without --tuned-from")  # fmt: skip
+    taken = {}
+    for task, label in keys:
+        entry = earlier["tasks"].get(task)
+        judged = None if entry is None else entry["optimizers"].get(label)
+        if judged is None or not judged.get("hyperparameters"):
+            raise LoptimError(f"--tuned-from {path}: {label} was not tuned on {task} there; rerun without it")
+        if entry["steps"] != steps[task]:
+            raise LoptimError(f"--tuned-from {path}: {task} ran {entry['steps']} steps there, {steps[task]} here")
+        taken[(task, label)] = dict(judged["hyperparameters"])
+    return taken
 
 
 def command_line(argv: Sequence[str]) -> str:
