@@ -11,6 +11,7 @@ its campaign selects checkpoints by (loptim.meta.parts.LogRatioToAdam on spam-gr
 `--cosine-prior NAME` adds them run with the cosine schedule prior (MLPConfig.schedule_prior), untrained in it;
 `--variant NAME:field=value,...` with any MLPConfig fields changed. `--reuse-adam FILE` takes the Adam references
 from an earlier result of the same seeds and grid (its tasks' runs are not repeated).
+`--log-step-max X` moves the upper end of the generalist's log-step clamp (4: at most e^4 times the nominal step).
 `--tasks all` adds two long recurrent tasks to the default six; a transformer and a CNN run only when named
 (`--tasks mobydick-char-wide,mnist-cnn`); `--schedules constant,cosine` tunes the Adam
 reference over both schedules (default: constant); `--workers N` runs N tasks at once, one thread each.
@@ -36,6 +37,7 @@ import torch
 from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
 from loptim.meta.parts import LogRatioToAdam
+from loptim.optimizers import mlp_generalist
 from loptim.optimizers.baselines import make_baseline
 from loptim.optimizers.mlp import MLPOptimizer
 from loptim.pretrained import load_learned, save_learned
@@ -146,6 +148,12 @@ def final_valid(factory: Callable, task: Task) -> float:
     return sum(losses) / len(losses) if all(math.isfinite(v) for v in losses) else math.inf
 
 
+def set_log_step_max(value: float) -> None:
+    """The generalist's log-step clamp with its upper end at `value` in this process (both the reference update and
+    the kernel read mlp_generalist.LOG_STEP_RANGE at every step)."""
+    mlp_generalist.LOG_STEP_RANGE = (mlp_generalist.LOG_STEP_RANGE[0], value)
+
+
 def task_results(name: str, paths: dict[str, str], schedules: list[str], reuse: Path | None = None) -> dict:
     """One dev task: the Adam references (or `reuse`'s), each generalist at its defaults, the ratios to tuned Adam."""
     torch.set_num_threads(1)
@@ -175,8 +183,16 @@ def main() -> None:
         "--tasks", default=",".join(FIRST_SIX), help="comma-separated dev tasks, or 'all' (the first eight)"
     )
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--log-step-max",
+        type=float,
+        default=None,
+        help="move the upper end of the generalist's log-step clamp (mlp_generalist.LOG_STEP_RANGE) for this run",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "devset.json")
     args = parser.parse_args()
+    if args.log_step_max is not None:
+        set_log_step_max(args.log_step_max)
     torch.set_num_threads(1)
     names = list(ALL) if args.tasks == "all" else args.tasks.split(",")
     for name in names:
@@ -199,7 +215,8 @@ def main() -> None:
         print(f"meta-validation score | {key} | {score['mean']:+.3f}", flush=True)
     jobs = [(name, paths, schedules, args.reuse_adam) for name in names]
     if args.workers > 1:
-        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        clamp = (set_log_step_max, (args.log_step_max,)) if args.log_step_max is not None else (None, ())
+        with multiprocessing.get_context("spawn").Pool(args.workers, *clamp) as pool:
             results = dict(zip(names, pool.starmap(task_results, jobs)))
     else:
         results = {name: task_results(*job) for name, job in zip(names, jobs)}
