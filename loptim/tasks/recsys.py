@@ -76,14 +76,19 @@ class NCFTask(Task):
     BCE over those 100 pairs per user. `loader` replaces the MovieLens loader (tests inject tiny data sets).
     """
 
-    data_source = DATA_SOURCE
-
-    def __init__(self, config: NCFConfig, name: str, loader: Callable[[], InteractionSplits] | None = None) -> None:
+    def __init__(
+        self,
+        config: NCFConfig,
+        name: str,
+        loader: Callable[[], InteractionSplits] | None = None,
+        data_source: str = DATA_SOURCE,
+    ) -> None:
         self.config = config
         self.name = name
         self.default_steps = config.default_steps
         self.batch_size = config.batch_size
         self._loader = loader or load_movielens
+        self.data_source = data_source  # the partition's key (loptim/tasks/partition.py) for the loader's data
 
     @cached_property
     def data(self) -> InteractionSplits:
@@ -170,9 +175,13 @@ class GMFTask(NCFTask):
     """Generalized matrix factorization: sigmoid(h^T (p_u * q_i) + b) (He et al. 2017, Sec. 3.2, Eq. 9-10)."""
 
     def __init__(
-        self, config: NCFConfig = NCFConfig(), name: str = "movielens-gmf", loader: Callable | None = None
+        self,
+        config: NCFConfig = NCFConfig(),
+        name: str = "movielens-gmf",
+        loader: Callable | None = None,
+        data_source: str = DATA_SOURCE,
     ) -> None:
-        super().__init__(config, name, loader)
+        super().__init__(config, name, loader, data_source)
 
     def init(self, generator: torch.Generator) -> Params:
         k = self.config.factors
@@ -195,9 +204,13 @@ class NeuMFTask(NCFTask):
     """
 
     def __init__(
-        self, config: NCFConfig = NCFConfig(), name: str = "movielens-neumf", loader: Callable | None = None
+        self,
+        config: NCFConfig = NCFConfig(),
+        name: str = "movielens-neumf",
+        loader: Callable | None = None,
+        data_source: str = DATA_SOURCE,
     ) -> None:
-        super().__init__(config, name, loader)
+        super().__init__(config, name, loader, data_source)
 
     @property
     def tower(self) -> tuple[int, ...]:
@@ -230,3 +243,15 @@ class NeuMFTask(NCFTask):
 
 TASKS.add("movielens-gmf", GMFTask)
 TASKS.add("movielens-neumf", NeuMFTask)
+
+
+def _moby_dick_passages() -> InteractionSplits:
+    from loptim.tasks.data.cooccurrence import load_moby_dick_passages
+
+    return load_moby_dick_passages()
+
+
+# The same models on meta-train data (loptim/tasks/data/cooccurrence.py): Moby-Dick's passages x words, sized as
+# MovieLens 100K, for the dev set and meta-training, which had no task whose embedding rows see sparse gradients.
+TASKS.add("mobydick-gmf", lambda: GMFTask(NCFConfig(), "mobydick-gmf", _moby_dick_passages, "moby-dick"))
+TASKS.add("mobydick-neumf", lambda: NeuMFTask(NCFConfig(), "mobydick-neumf", _moby_dick_passages, "moby-dick"))
