@@ -41,16 +41,17 @@ class LinearTask(Task):
         return [(None, 1.0)]
 
 
-def _exact_gradient(theta: torch.Tensor) -> torch.Tensor:
-    """d/dtheta of the sum over truncations of each truncation's mean validation loss, by autograd."""
+def _exact_gradient(theta: torch.Tensor, late: float = 0.0) -> torch.Tensor:
+    """d/dtheta of the sum over truncations of each truncation's mean validation loss, by autograd; with `late`,
+    each truncation's term weighted by the run's progress at its end to the power `late`."""
     theta = theta.clone().requires_grad_(True)
     x, total = torch.zeros(DIM, dtype=torch.float64), 0.0
-    for _ in range(TRUNCATIONS):
+    for j in range(TRUNCATIONS):
         losses = []
         for _ in range(LENGTH):
             x = x + theta
             losses.append(WEIGHTS @ x + 10.0)
-        total = total + sum(losses) / LENGTH
+        total = total + ((j + 1) / TRUNCATIONS) ** late * sum(losses) / LENGTH
     return torch.autograd.grad(total, theta)[0]
 
 
@@ -80,6 +81,22 @@ def test_pes_is_unbiased_for_the_whole_run_and_truncated_es_is_not():
     assert torch.all((pes.mean(0) - exact).abs() < 4 * standard_error), (pes.mean(0), exact)
     # truncated ES sees only the last truncation's perturbation: it misses the earlier truncations' effect
     assert torch.all((truncated.mean(0) - exact).abs() > 4 * truncated.std(0) / runs**0.5)
+
+
+def test_late_weighted_pes_is_unbiased_for_the_late_weighted_run():
+    """PES(late=2) estimates the gradient of the truncations' losses weighted by progress^2: unbiased for it, and
+    measurably not for the uniform sum (whose gradient weighs the early truncations more)."""
+    theta = torch.tensor([0.3, -0.1, 0.2], dtype=torch.float64)
+    estimator = PES(SIGMA, MetaObjective("valid", None, "mean"), normalize=False, late=2.0)
+    runs = 400
+    late = torch.stack([_run_estimates(estimator, theta, seed, persistent=True) for seed in range(runs)])
+    standard_error = late.std(0) / runs**0.5
+    assert torch.all((late.mean(0) - _exact_gradient(theta, late=2.0)).abs() < 4 * standard_error)
+    # Both exact gradients lie along WEIGHTS (10.5x and 7.2x it): told apart on the estimates' projection onto it
+    along = late @ WEIGHTS / (WEIGHTS @ WEIGHTS)
+    uniform, weighted = (float(_exact_gradient(theta, w) @ WEIGHTS / (WEIGHTS @ WEIGHTS)) for w in (0.0, 2.0))
+    assert abs(float(along.mean()) - weighted) < 4 * float(along.std()) / runs**0.5
+    assert abs(float(along.mean()) - uniform) > 4 * float(along.std()) / runs**0.5
 
 
 def test_pes_carries_both_trajectories_and_the_accumulated_perturbation():

@@ -70,6 +70,10 @@ class PES(SampledEstimator):
     # and the estimate of the perturbed ones carries no noise from the others (Celo's second phase trains the
     # step-size network alone: a low-dimensional problem with far less variance).
     perturbed: tuple[str, ...] | None = None
+    # Each truncation's score weighted by the run's progress at its end, f^late (0: every truncation alike, the area
+    # under the whole run's curve). A campaign judged by the final loss, with `late` > 0, pays more for the end of
+    # a run than for its fast start (docs/generalist.md, Late-weighted objective).
+    late: float = 0.0
     trajectories = 2
 
     def start(self, unroll: UnrollState, meta_params: Params) -> PESRun:
@@ -99,6 +103,9 @@ class PES(SampledEstimator):
         if self.normalize:
             initial = run.initial_loss
             plus_score, minus_score = normalized(plus_score, initial), normalized(minus_score, initial)
+        if self.late:
+            weight = (min(plus_end.step, plus_end.total_steps) / plus_end.total_steps) ** self.late
+            plus_score, minus_score = weight * plus_score, weight * minus_score
         scale = (plus_score - minus_score) / (2 * self.sigma**2)
         grads = [{k: scale * v for k, v in accumulated.items()}]
         return Sample(seed, plus_score, minus_score, grads), PESRun(plus_end, minus_end, accumulated, run.initial_loss)
