@@ -175,11 +175,8 @@ def run_suite(config: SuiteConfig) -> dict[str, Any]:
     references = {label: LHOPT_REFERENCE if label.split(":")[0] == "lhopt" else REFERENCE for label in labels}
     protocol = {
         "tasks": [task.name for task in tasks],
-        "tuning_seeds": list(config.tuning_seeds),
+        **tuning_protocol(config),
         "report_seeds": list(config.report_seeds),
-        "lr_points": config.lr_points,
-        "schedules": list(config.schedules),
-        "select": config.select,
         "threads_per_run": config.threads_per_worker,
         "timing_rounds": config.timing_rounds,
         **({} if config.tuned_from is None else {"tuned_from": str(config.tuned_from)}),
@@ -196,7 +193,10 @@ def run_suite(config: SuiteConfig) -> dict[str, Any]:
     return results
 
 
-PROTOCOL_KEYS = ("tuning_seeds", "lr_points", "schedules", "select")  # what makes two tunings the same
+def tuning_protocol(config: SuiteConfig) -> dict[str, Any]:
+    """What makes two tunings of the baselines the same: seeds, grid, schedules, selection (as results record it)."""
+    return {"tuning_seeds": list(config.tuning_seeds), "lr_points": config.lr_points,
+            "schedules": list(config.schedules), "select": config.select}  # fmt: skip
 
 
 def tuned_hyperparameters(
@@ -211,9 +211,7 @@ def tuned_hyperparameters(
         raise LoptimError(f"--tuned-from: no such file {path} (give an earlier run's OUT/suite.json)")
     earlier = load_results(path)
     protocol = earlier.get("protocol", {})
-    ours = {"tuning_seeds": list(config.tuning_seeds), "lr_points": config.lr_points,
-            "schedules": list(config.schedules), "select": config.select}  # fmt: skip
-    differ = [k for k in PROTOCOL_KEYS if protocol.get(k) != ours[k]]
+    differ = [k for k, ours in tuning_protocol(config).items() if protocol.get(k) != ours]
     if differ:
         raise LoptimError(f"--tuned-from {path}: tuned under another protocol ({', '.join(differ)} differ); rerun "
                           "without --tuned-from")  # fmt: skip
