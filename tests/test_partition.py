@@ -57,15 +57,21 @@ def test_suite_large_tasks_have_a_million_parameters():
         assert sum(p.numel() for p in shapes.values()) >= 1_000_000, name
 
 
-@pytest.mark.parametrize("family", ["tiny-image", "tiny-text", "tiny-tabular", "tiny-series", "tiny-mixed"])
+@pytest.mark.parametrize(
+    "family", ["tiny-image", "tiny-text", "tiny-tabular", "tiny-series", "tiny-mixed", "wide-mixed"]
+)
 def test_meta_training_families_sample_meta_train_data_only(family):
-    seen = set()
-    for seed in range(24):
+    seen, kinds = set(), set()
+    for seed in range(48):
         task = check_meta_trainable(get_family(family).sample(torch.Generator().manual_seed(seed)))
         assert part_of(task.data_source) == "meta-train", task.name
         seen.add(task.data_source)
+        kinds.add(type(task).__name__)
     if family == "tiny-mixed":
         assert seen == {"mnist", "moby-dick", "sotu", "health-insurance", "us-births"}
+    if family == "wide-mixed":  # every shape it names, on its four meta-train data sets
+        assert seen == {"mnist", "moby-dick", "health-insurance", "us-births"}
+        assert kinds == {"TableMLPTask", "MLPTask", "ResNetTask", "ForecastTask", "CharLMTask", "GMFTask", "NeuMFTask"}
 
 
 def test_check_meta_trainable_refuses_suite_data_in_one_line():

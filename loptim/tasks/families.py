@@ -1,7 +1,8 @@
-"""Cheap meta-training task families on meta-train data only (loptim.tasks.partition): tiny MLPs and CNNs on 14x14
+"""Meta-training task families on meta-train data only (loptim.tasks.partition): tiny MLPs and CNNs on 14x14
 MNIST, small character LMs on Moby-Dick and SOTU, tabular MLPs on Ecdat HI, GRU forecasters of daily US births,
-and `tiny-mixed`, an even mixture of the four. Each samples width, depth, activation, batch size and length; sizes
-keep 50 inner steps well under a second on one thread (measured by benchmarks/tasks/time_tasks.py --families).
+`tiny-mixed`, an even mixture of the four, and `wide-mixed`, larger models of the shapes the suite holds. Each
+samples width, depth, activation, batch size and length; the tiny families keep 50 inner steps well under a second
+on one thread, `wide-mixed` a few seconds (measured by benchmarks/tasks/time_tasks.py --families).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import torch
 
 from loptim.tasks.base import Task, TaskFamily, log_uniform_int, uniform_choice
 from loptim.tasks.image import CNNConfig, CNNTask, ImageMLPConfig, MLPTask
+from loptim.tasks.recsys import GMFTask, NCFConfig, NeuMFTask, moby_dick_passages
 from loptim.tasks.recurrent import RNNLMConfig, RNNLMTask
 from loptim.tasks.registry import FAMILIES
+from loptim.tasks.resnet import ResNetConfig, ResNetTask
 from loptim.tasks.tabular import ForecastConfig, ForecastTask, TableMLPConfig, TableMLPTask
 from loptim.tasks.text import CharLMConfig, CharLMTask
 
@@ -118,5 +121,46 @@ class TinyMixedFamily(TaskFamily):
         return uniform_choice(generator, self.families).sample(generator)
 
 
-for _family in (TinyImageFamily, TinyTextFamily, TinyTabularFamily, TinySeriesFamily, TinyMixedFamily):
+class WideMixedFamily(TaskFamily):
+    """Models of the shapes the suite and the generalist's selection score hold, on meta-train data, each about ten
+    times a tiny task's cost per step: tabular MLPs (1-3 layers of 64-256) on HI, MLPs (64-256) and ResNets on
+    full-size MNIST, GRU forecasters (32-64 units, 28 days) of US births, 2-layer character transformers (width
+    32-64, contexts 32-64) on Moby-Dick, and GMF/NeuMF recommenders on its passages x words."""
+
+    name = "wide-mixed"
+    KINDS = ("table", "image", "resnet", "series", "transformer", "recsys")
+
+    def __init__(self, steps: tuple[int, int] = STEPS) -> None:
+        self.steps = steps
+
+    def sample(self, generator: torch.Generator) -> Task:
+        kind, steps = uniform_choice(generator, self.KINDS), log_uniform_int(generator, *self.steps)
+        if kind == "table":
+            hidden = (log_uniform_int(generator, 64, 256),) * uniform_choice(generator, (1, 2, 3))
+            activation = uniform_choice(generator, ("relu", "tanh"))
+            batch_size = uniform_choice(generator, (64, 128, 256))
+            return TableMLPTask(TableMLPConfig("health-insurance", hidden, activation, batch_size, steps))
+        if kind == "image":
+            hidden = (log_uniform_int(generator, 64, 256),) * uniform_choice(generator, (1, 2))
+            batch_size = uniform_choice(generator, (64, 128))
+            return MLPTask(ImageMLPConfig("mnist", hidden, "relu", batch_size, steps, init_std=None))
+        if kind == "resnet":
+            channels = uniform_choice(generator, ((8, 16), (16, 32)))
+            return ResNetTask(ResNetConfig("mnist", channels, 1, uniform_choice(generator, (32, 64)), steps))
+        if kind == "series":
+            hidden, layers = log_uniform_int(generator, 32, 64), uniform_choice(generator, (1, 2))
+            return ForecastTask(
+                ForecastConfig("us-births", hidden, layers, 28, uniform_choice(generator, (32, 64)), steps)
+            )
+        if kind == "transformer":
+            d_model = uniform_choice(generator, (32, 64))
+            heads, context = uniform_choice(generator, (2, 4)), uniform_choice(generator, (32, 64))
+            config = CharLMConfig("moby-dick", d_model, 2, heads, context, uniform_choice(generator, (16, 32)), steps)
+            return CharLMTask(config)
+        config = NCFConfig(factors=uniform_choice(generator, (8, 16)), batch_size=uniform_choice(generator, (128, 256)))
+        model = uniform_choice(generator, (GMFTask, NeuMFTask))
+        return model(config, f"mobydick-{model.__name__[:-4].lower()}", moby_dick_passages, "moby-dick")
+
+
+for _family in (TinyImageFamily, TinyTextFamily, TinyTabularFamily, TinySeriesFamily, TinyMixedFamily, WideMixedFamily):
     FAMILIES.add(_family.name, _family)

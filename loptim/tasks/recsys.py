@@ -245,7 +245,8 @@ TASKS.add("movielens-gmf", GMFTask)
 TASKS.add("movielens-neumf", NeuMFTask)
 
 
-def _moby_dick_passages() -> InteractionSplits:
+def moby_dick_passages() -> InteractionSplits:
+    """Moby-Dick's passages x words as interactions (meta-train data; loptim/tasks/data/cooccurrence.py)."""
     from loptim.tasks.data.cooccurrence import load_moby_dick_passages
 
     return load_moby_dick_passages()
@@ -253,5 +254,5 @@ def _moby_dick_passages() -> InteractionSplits:
 
 # The same models on meta-train data (loptim/tasks/data/cooccurrence.py): Moby-Dick's passages x words, sized as
 # MovieLens 100K, for the dev set and meta-training, which had no task whose embedding rows see sparse gradients.
-TASKS.add("mobydick-gmf", lambda: GMFTask(NCFConfig(), "mobydick-gmf", _moby_dick_passages, "moby-dick"))
-TASKS.add("mobydick-neumf", lambda: NeuMFTask(NCFConfig(), "mobydick-neumf", _moby_dick_passages, "moby-dick"))
+TASKS.add("mobydick-gmf", lambda: GMFTask(NCFConfig(), "mobydick-gmf", moby_dick_passages, "moby-dick"))
+TASKS.add("mobydick-neumf", lambda: NeuMFTask(NCFConfig(), "mobydick-neumf", moby_dick_passages, "moby-dick"))
