@@ -237,7 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list (name or name:weights); tuned Adam always, tuned AdamW with lhopt",
     )
     suite.add_argument("--out", default="out/suite", help="results, and the run cache that makes a rerun resume")
-    suite.add_argument("--tier", choices=["core", "large"], default=None, help="default: core")
+    suite.add_argument(
+        "--tier",
+        choices=["core", "large", "meta-valid"],
+        default=None,
+        help="default: core; meta-valid: the same protocol on the meta-valid tasks, for choosing between candidates",
+    )
     suite.add_argument("--quick", action="store_true", help="minutes: 2 tasks, 40 steps, 3 lrs, one seed each")
     suite.add_argument("--steps", type=int, default=None, help="override every task's default_steps")
     suite.add_argument("--lr-points", type=int, default=None, help="learning rates per baseline grid (default 7)")

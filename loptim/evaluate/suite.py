@@ -29,9 +29,11 @@ from loptim.io import atomic_write_text
 from loptim.optimizers.registry import is_baseline, label_factory
 from loptim.tasks import get_task
 from loptim.tasks.base import Task
-from loptim.tasks.suite import SUITE_CORE, SUITE_LARGE, SUITE_QUICK
+from loptim.tasks.suite import META_VALID_TASKS, SUITE_CORE, SUITE_LARGE, SUITE_QUICK
 
-TIERS = {"core": SUITE_CORE, "large": SUITE_LARGE}
+# "meta-valid": the suite's protocol on the meta-valid tasks, for choosing between candidate weights without the
+# held-out suite (the test split never selects; benchmarks/suite/README.md, Choosing a candidate).
+TIERS = {"core": SUITE_CORE, "large": SUITE_LARGE, "meta-valid": META_VALID_TASKS}
 DEFAULT_OPTIMIZERS = ("adam", "adamw", "adam-default", "schedulefree", "prodigy", "dadapt", "mlp", "lhopt")
 # The modality of each data set the suite uses (docs/data.md); the architecture is the task's own business.
 MODALITIES = {
@@ -61,7 +63,7 @@ def check_data(task: Task) -> None:
 def list_rows(tier: str | None = None) -> list[list[str]]:
     """name, tier, modality, params, steps for each suite task (params: '(data not installed)' when missing)."""
     rows = []
-    for name, tasks in (("core", SUITE_CORE), ("large", SUITE_LARGE), ("quick", SUITE_QUICK)):
+    for name, tasks in (*TIERS.items(), ("quick", SUITE_QUICK)):
         if tier is not None and name != tier:
             continue
         for task_name in tasks:
@@ -106,7 +108,7 @@ class SuiteConfig:
 
     def task_names(self) -> tuple[str, ...]:
         if self.tasks is not None:
-            outside = [t for t in self.tasks if t not in SUITE_CORE + SUITE_LARGE + SUITE_QUICK]
+            outside = [t for t in self.tasks if t not in (*SUITE_QUICK, *(t for tier in TIERS.values() for t in tier))]
             if outside:
                 raise LoptimError(f"not suite tasks: {', '.join(outside)} (the suite's tasks: loptim suite --list)")
             return self.tasks
