@@ -18,7 +18,7 @@ from loptim.evaluate.harness import Curve
 from loptim.evaluate.plots import plot_results
 from loptim.evaluate.results import load_results
 from loptim.evaluate.speedup import mean_curve, speedup
-from loptim.evaluate.suite import DEFAULT_OPTIMIZERS, SUITE_CORE, SUITE_QUICK
+from loptim.evaluate.suite import DEFAULT_OPTIMIZERS, SUITE_CORE, SUITE_QUICK, SuiteConfig
 from loptim.evaluate.suite_report import (
     SuiteTask,
     interquartile_mean,
@@ -28,6 +28,9 @@ from loptim.evaluate.suite_report import (
     verdict,
 )
 from loptim.evaluate.timing import StepTimes
+from loptim.tasks import get_task
+from loptim.tasks.partition import part_of
+from loptim.tasks.suite import META_VALID_TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 VERDICTS = {"reference", "above 1", "below 1", "within noise", "never"}
@@ -48,6 +51,10 @@ def test_list_prints_every_suite_task(capsys):
     assert [r[0] for r in rows if r[1] == "core"] == list(SUITE_CORE) and len(SUITE_CORE) >= 6
     assert [r[0] for r in rows if r[1] == "quick"] == list(SUITE_QUICK) and len(SUITE_QUICK) == 2
     assert len({r[2] for r in rows if r[1] == "quick"}) == 2  # the quick tasks are of two modalities
+    # the meta-valid tier runs the protocol on meta-valid data only, never on the held-out suite's
+    valid = [r[0] for r in rows if r[1] == "meta-valid"]
+    assert valid == list(META_VALID_TASKS) and {part_of(get_task(t).data_source) for t in valid} == {"meta-valid"}
+    assert SuiteConfig(tier="meta-valid").task_names() == META_VALID_TASKS
 
 
 def test_verdict_claims_above_1_only_when_every_seed_is():
