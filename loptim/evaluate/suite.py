@@ -32,7 +32,7 @@ from loptim.tasks.base import Task
 from loptim.tasks.suite import META_VALID_TASKS, SUITE_CORE, SUITE_LARGE, SUITE_QUICK
 
 # "meta-valid": the suite's protocol on the meta-valid tasks, for choosing between candidate weights without the
-# held-out suite (the test split never selects; benchmarks/suite/README.md, Choosing a candidate).
+# held-out suite (the test split never selects; benchmarks/suite/README.md, The meta-valid tier).
 TIERS = {"core": SUITE_CORE, "large": SUITE_LARGE, "meta-valid": META_VALID_TASKS}
 DEFAULT_OPTIMIZERS = ("adam", "adamw", "adam-default", "schedulefree", "prodigy", "dadapt", "mlp", "lhopt")
 # The modality of each data set the suite uses (docs/data.md); the architecture is the task's own business.
@@ -108,7 +108,8 @@ class SuiteConfig:
 
     def task_names(self) -> tuple[str, ...]:
         if self.tasks is not None:
-            outside = [t for t in self.tasks if t not in (*SUITE_QUICK, *(t for tier in TIERS.values() for t in tier))]
+            known = set(SUITE_QUICK).union(*TIERS.values())
+            outside = [t for t in self.tasks if t not in known]
             if outside:
                 raise LoptimError(f"not suite tasks: {', '.join(outside)} (the suite's tasks: loptim suite --list)")
             return self.tasks

@@ -2,7 +2,7 @@
 MNIST, small character LMs on Moby-Dick and SOTU, tabular MLPs on Ecdat HI, GRU forecasters of daily US births,
 `tiny-mixed`, an even mixture of the four, and `wide-mixed`, larger models of the shapes the suite holds. Each
 samples width, depth, activation, batch size and length; the tiny families keep 50 inner steps well under a second
-on one thread, `wide-mixed` a few seconds (measured by benchmarks/tasks/time_tasks.py --families).
+on one thread, `wide-mixed` under two (measured by benchmarks/tasks/time_tasks.py --families; docs/data.md).
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ class TinyMixedFamily(TaskFamily):
 
 
 class WideMixedFamily(TaskFamily):
-    """Models of the shapes the suite and the generalist's selection score hold, on meta-train data, each about ten
-    times a tiny task's cost per step: tabular MLPs (1-3 layers of 64-256) on HI, MLPs (64-256) and ResNets on
-    full-size MNIST, GRU forecasters (32-64 units, 28 days) of US births, 2-layer character transformers (width
-    32-64, contexts 32-64) on Moby-Dick, and GMF/NeuMF recommenders on its passages x words."""
+    """Models of the shapes the suite and the generalist's selection score hold, on meta-train data, about three
+    times a tiny task's cost per step on average (docs/data.md): tabular MLPs (1-3 layers of 64-256) on HI, MLPs
+    (64-256) and ResNets on full-size MNIST, GRU forecasters (32-64 units, 28 days) of US births, 2-layer character
+    transformers (width 32-64, contexts 32-64) on Moby-Dick, and GMF/NeuMF recommenders on its passages x words."""
 
     name = "wide-mixed"
     KINDS = ("table", "image", "resnet", "series", "transformer", "recsys")
@@ -158,8 +158,8 @@ class WideMixedFamily(TaskFamily):
             config = CharLMConfig("moby-dick", d_model, 2, heads, context, uniform_choice(generator, (16, 32)), steps)
             return CharLMTask(config)
         config = NCFConfig(factors=uniform_choice(generator, (8, 16)), batch_size=uniform_choice(generator, (128, 256)))
-        model = uniform_choice(generator, (GMFTask, NeuMFTask))
-        return model(config, f"mobydick-{model.__name__[:-4].lower()}", moby_dick_passages, "moby-dick")
+        kind, model = uniform_choice(generator, (("gmf", GMFTask), ("neumf", NeuMFTask)))
+        return model(config, f"mobydick-{kind}-f{config.factors}-b{config.batch_size}", moby_dick_passages, "moby-dick")
 
 
 for _family in (TinyImageFamily, TinyTextFamily, TinyTabularFamily, TinySeriesFamily, TinyMixedFamily, WideMixedFamily):
