@@ -5,7 +5,8 @@
 // MLP. The reference is the pure PyTorch update (MLPOptimizerNet.step_flat in loptim/optimizers/mlp.py, and
 // update in mlp_generalist.py). Two passes over tiles of 64 coordinates that never straddle two tensors: pass 1
 // advances the accumulators in the tile only, checks the gradient is finite and sums each raw feature's square per
-// tensor (per thread, then reduced); pass 2 advances them again and writes them, multiplies the raw features into
+// tensor (in float vectors, flushed to a per-thread double sum every 1,024 coordinates and at each tensor's end,
+// then reduced over threads); pass 2 advances them again and writes them, multiplies the raw features into
 // the first layer with the per-tensor normalizer folded into its weights, and runs the rest of the network on the
 // tile in registers and L1. The step goes to a flat output, or straight into each parameter (loptim_mlp_direct).
 // LSTM. The reference is LSTMOptimizerNet.step_flat (loptim/optimizers/lstm.py): per tile of 32 coordinates, the
@@ -170,6 +171,7 @@ inline void gather(const float* __restrict src, int width, float* __restrict dst
 
 // ---- MLP ----------------------------------------------------------------------------------------------------------
 constexpr int TILE = 64;
+constexpr int SUM_FLUSH = 16;  // tiles summed in float before a flush to double (1,024 coordinates)
 constexpr int V = TILE / 8;
 
 // The tile's state: gradient, parameter, K momenta and the second moment, zero-padded to TILE coordinates.
@@ -337,24 +339,44 @@ int mlp_run(const D& design, const IO& io, int64_t n, int64_t n_tensors, const i
     double* mine = sums.data() + static_cast<size_t>(omp_get_thread_num()) * n_tensors * F;
     Tile<K> tile;
     alignas(32) v8 x[F * V];
+    // Squares summed in float vectors (independent lanes, no per-tile horizontal sum) and flushed into the
+    // tensor's double sums when the tensor changes or every SUM_FLUSH tiles.
+    v8 part[F];
+    int64_t current = -1;
+    int pending = 0;
+    const auto flush = [&]() {
+      if (current < 0) return;
+      double* acc = mine + current * F;
+      for (int f = 0; f < F; ++f) {
+        double total = 0.0;
+        for (int l = 0; l < 8; ++l) total += part[f][l];
+        acc[f] += total;
+        part[f] = v8{};
+      }
+      pending = 0;
+    };
+    for (int f = 0; f < F; ++f) part[f] = v8{};
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < n_tiles; ++k) {
       const int64_t lo = tiles.start[k], t = tiles.owner[k];
       if (!io.active(t)) continue;
+      if (t != current || pending == SUM_FLUSH) {
+        flush();
+        current = t;
+      }
       const int width = static_cast<int>(tiles.end[k] - lo);
       tile.read(io.g(t, lo), io.p(t, lo), momenta, rms, n, lo, width);
       bad |= !tile.finite();
       tile.advance(design.decay, design.rms_decay);
       design.features(tile, x);  // zero-padded coordinates give zero features
-      double* acc = mine + t * F;
       for (int f = 0; f < F; ++f) {
-        v8 s{};
+        v8 s = part[f];
         for (int b = 0; b < V; ++b) s += x[f * V + b] * x[f * V + b];
-        float total = 0.0f;
-        for (int l = 0; l < 8; ++l) total += s[l];
-        acc[f] += total;
+        part[f] = s;
       }
+      ++pending;
     }
+    flush();
   }
   if (bad) return 1;
 
