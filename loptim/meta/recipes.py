@@ -283,7 +283,8 @@ RECIPES.add("lstm-mnist", lambda: L2LRecipe(name="lstm-mnist", task="mnist-mlp",
 # --nproc_per_node=2); the paper's setting is 1 run per meta-iteration.
 RECIPES.add("lstm-mnist-mb2", lambda: L2LRecipe(name="lstm-mnist-mb2", task="mnist-mlp", epochs=600, meta_batch=2))
 # lstm-mnist-mb2 for 1,000 epochs (the recipe's default length): its 600-epoch run kept its best checkpoint at
-# epoch 575 and scored 0.336 on its held-out seeds against lstm-mnist's 0.317 at epoch 475, so it had not converged.
+# epoch 575 and scored 0.336 on its held-out seeds against lstm-mnist's 0.317 at epoch 475: had it converged? No:
+# the same run through epoch 600, nothing better after (benchmarks/l2l/results/lstm-mnist-mb2-long.json).
 RECIPES.add(
     "lstm-mnist-mb2-long",
     lambda: L2LRecipe(name="lstm-mnist-mb2-long", task="mnist-mlp", epochs=1000, meta_batch=2),
