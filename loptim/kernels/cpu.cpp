@@ -341,7 +341,7 @@ int mlp_run(const D& design, const IO& io, int64_t n, int64_t n_tensors, const i
     alignas(32) v8 x[F * V];
     // Squares summed in float vectors (independent lanes, no per-tile horizontal sum) and flushed into the
     // tensor's double sums when the tensor changes or every SUM_FLUSH tiles.
-    v8 part[F];
+    v8 part[F] = {};
     int64_t current = -1;
     int pending = 0;
     const auto flush = [&]() {
@@ -355,7 +355,6 @@ int mlp_run(const D& design, const IO& io, int64_t n, int64_t n_tensors, const i
       }
       pending = 0;
     };
-    for (int f = 0; f < F; ++f) part[f] = v8{};
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < n_tiles; ++k) {
       const int64_t lo = tiles.start[k], t = tiles.owner[k];
