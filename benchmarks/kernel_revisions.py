@@ -1,8 +1,9 @@
-"""The MLP optimizer's fused kernel at several git revisions of loptim/kernels/cpu.cpp, timed interleaved in one
-process on the same optimizer and gradient (the generalist design at ~800K parameters, overhead.py's MLP), so that
-a kernel change is measured against its predecessor in the same run rather than across days.
+"""A learned optimizer's fused kernel at several git revisions of loptim/kernels/cpu.cpp, timed interleaved in one
+process on the same optimizer and gradient (~800K parameters, overhead.py's MLP; the generalist design by default,
+`--optimizer lstm` the L2L LSTM), so that a kernel change is measured against its predecessor in the same run rather
+than across days.
 
-    python benchmarks/kernel_revisions.py b8eafcb^ b8eafcb [--reps 7] [--steps 10] [--threads 1]
+    python benchmarks/kernel_revisions.py b8eafcb^ b8eafcb [--reps 7] [--steps 10] [--threads 1] [--optimizer lstm]
 
 Each revision's cpu.cpp is built with the flags of loptim/kernels (a second or so each). Prints the median step
 time per revision and writes benchmarks/results/kernel-revisions.json. A benchmark, not a test.
@@ -27,6 +28,7 @@ import overhead  # noqa: E402  (this folder's script: the model and the untraine
 
 from loptim import kernels  # noqa: E402
 from loptim.kernels import fused  # noqa: E402
+from loptim.optimizers.lstm import LSTMOptimizer  # noqa: E402
 from loptim.optimizers.mlp import MLPOptimizer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "kernel-revisions.json"
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--optimizer", choices=("generalist", "lstm"), default="generalist")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -56,7 +59,10 @@ def main() -> None:
         libraries = {r: build(r, Path(tmp) / f"revision{i}") for i, r in enumerate(revisions)}
         params = overhead.mlp_params(overhead.SIZES["800K"][1])
         n = sum(p.numel() for p in params)
-        opt = MLPOptimizer(params, weights=str(overhead._generalist_weights()), total_steps=100_000)
+        if args.optimizer == "lstm":
+            opt = LSTMOptimizer(params, weights=None)  # an untrained network costs the same
+        else:
+            opt = MLPOptimizer(params, weights=str(overhead._generalist_weights()), total_steps=100_000)
         times: dict[str, list[float]] = {revision: [] for revision in revisions}
         for _ in range(args.reps):
             for revision, library in libraries.items():  # alternate, so that drifts in load hit all alike
@@ -71,8 +77,9 @@ def main() -> None:
         fused._entry.cache_clear()
     rows = [{"revision": r, "step_ms": 1e3 * statistics.median(t), "ns_per_coordinate": 1e9 * statistics.median(t) / n}
             for r, t in times.items()]  # fmt: skip
-    result = {"params": n, "threads": args.threads, "reps": args.reps, "steps": args.steps, "rows": rows,
-              "command": "python benchmarks/kernel_revisions.py " + " ".join(sys.argv[1:])}  # fmt: skip
+    command = "python benchmarks/kernel_revisions.py " + " ".join(sys.argv[1:])
+    result = {"optimizer": args.optimizer, "params": n, "threads": args.threads, "reps": args.reps,
+              "steps": args.steps, "rows": rows, "command": command}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for row in rows:
