@@ -46,7 +46,7 @@ def first_updates() -> dict[str, torch.Tensor]:
         elif kind == "mlp":
             opt = loptim.MLPOptimizer(params, weights=weights)
         else:
-            opt = loptim.LHOPT(params, weights=weights, total_steps=10, decisions=5)
+            opt = loptim.LHOPT(params, weights=weights, total_steps=10, decisions=5, cooldown=0.0)  # the policy alone
         steps = []
         for _ in range(10):
             opt.zero_grad()

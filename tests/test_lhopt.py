@@ -379,6 +379,41 @@ def test_state_dict_round_trip_continues_bit_for_bit():
     assert opt.hparams == opt_b.hparams and torch.equal(opt.last_observation, opt_b.last_observation)
 
 
+def test_cooldown_is_a_linear_decay_to_zero_over_the_runs_last_fraction():
+    from loptim.optimizers.lhopt.shell import cooldown_factor
+
+    assert [cooldown_factor(s, 100, 0.2) for s in (0, 80, 90, 99, 100, 130)] == pytest.approx([1, 1, 0.5, 0.05, 0, 0])
+    assert all(cooldown_factor(s, 100, 0.0) == 1.0 for s in (0, 99, 100, 130))
+
+
+def test_cooldown_equals_the_same_multiplier_through_an_lr_scheduler():
+    """LHOPT(cooldown=c) and LHOPT(cooldown=0) under a LambdaLR of the same factor are the same run, bit for bit:
+    the cooldown multiplies what the policy chooses and nothing else."""
+    from loptim.optimizers.lhopt.shell import cooldown_factor
+
+    inputs, targets, weight, bias = _least_squares(16)
+    runs = []
+    for built_in in (True, False):
+        params = [weight.clone().requires_grad_(), bias.clone().requires_grad_()]
+        opt = LHOPT(params, total_steps=40, decisions=8, cooldown=0.25 if built_in else 0.0)
+        scheduler = None
+        if not built_in:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cooldown_factor(step, 40, 0.25))
+        for _ in range(40):
+            loss = ((inputs @ params[0] + params[1] - targets) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step(loss=loss)
+            if scheduler is not None:
+                scheduler.step()
+        runs.append((params, opt.hparams))
+    (a, hparams_a), (b, hparams_b) = runs
+    assert hparams_a == hparams_b and all(torch.equal(x, y) for x, y in zip(a, b))
+    uncooled = [weight.clone().requires_grad_(), bias.clone().requires_grad_()]
+    _train(LHOPT(uncooled, total_steps=40, decisions=8, cooldown=0.0), uncooled, inputs, targets, 40)
+    assert not torch.equal(uncooled[0], a[0])  # and the cooldown changed the run
+
+
 def test_bad_input_raises_clear_errors():
     weight = torch.randn(3, requires_grad=True)
     opt = LHOPT([weight], total_steps=10)
@@ -392,3 +427,5 @@ def test_bad_input_raises_clear_errors():
         LHOPT([weight], "lhopt-nonexistent", total_steps=10)
     with pytest.raises(ValueError, match="total_steps"):
         LHOPT([weight], total_steps=0)
+    with pytest.raises(ValueError, match="cooldown"):
+        LHOPT([weight], total_steps=10, cooldown=1.0)

@@ -72,6 +72,7 @@ def _shell_run(spec: EpisodeSpec, policy: ScriptedPolicy) -> tuple[dict[str, Ten
         policy=policy,
         hparams=spec.hparams,
         inner_config=PUBLISHED,
+        cooldown=0.0,  # meta-training's episodes have none: the cooldown is a deployment option (docs/lhopt.md)
     )
     batches = spec.task.batches("train", torch.Generator().manual_seed(spec.seed ^ BATCH_SALT))
     for _ in range(spec.steps):

@@ -53,6 +53,8 @@ class LHOPT(torch.optim.Optimizer):
     Param groups carry `lr` (default: the published initial 1e-3) and `weight_decay` (default 1e-2), read at every
     step: the effective learning rate of a tensor is group["lr"] times the factor the policy has accumulated
     (hparams.lr / its initial value), so an LR scheduler scales what the policy chooses; weight decay likewise.
+    `cooldown`: over the last fraction of total_steps the learning rate is also multiplied by a linear decay to 0
+    (warmup-stable-decay's cooldown, not in the paper: docs/lhopt.md, Cooldown); 0 runs the policy alone.
     Parameters whose `.grad` is None are skipped. The AdamW moments live on the parameters' device in their dtype
     (as torch.optim.AdamW's); the policy's features are float64 on the host (one synchronization per step, which
     the published rolling-max clipping needs anyway). A non-finite gradient or loss raises `loptim.DivergedError`
@@ -72,6 +74,7 @@ class LHOPT(torch.optim.Optimizer):
         weight_decay: float | None = None,
         maximize: bool = False,
         decisions: int = 32,
+        cooldown: float = 0.2,
         policy: ActorCritic | None = None,
         hparams: InnerHParams = InnerHParams(),
         inner_config: InnerConfig = PUBLISHED,
@@ -84,6 +87,9 @@ class LHOPT(torch.optim.Optimizer):
         lr = hparams.lr if lr is None else lr
         weight_decay = hparams.weight_decay if weight_decay is None else weight_decay
         check_hyperparameters("LHOPT", lr=lr, weight_decay=weight_decay, nonfinite=nonfinite)
+        if not 0.0 <= cooldown < 1.0:
+            raise ValueError(f"LHOPT's cooldown is a fraction of total_steps in [0, 1), got {cooldown}")
+        self.cooldown = float(cooldown)
         super().__init__(params, defaults={"lr": lr, "weight_decay": weight_decay, "maximize": maximize})
         if policy is None:
             with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
@@ -190,7 +196,8 @@ class LHOPT(torch.optim.Optimizer):
         """The active tensors' learning-rate scales and weight decays from their param groups (None: the defaults)."""
         hparams, initial = self.loop.hparams, self.controller["initial_hparams"]
         groups = [self._group(i) for i in active]
-        lr_scales = [float(g["lr"]) / initial.lr for g in groups]
+        decay = cooldown_factor(self.step_count, self.total_steps, self.cooldown)
+        lr_scales = [float(g["lr"]) / initial.lr * decay for g in groups]
         decay_factor = hparams.weight_decay / initial.weight_decay if initial.weight_decay > 0 else 1.0
         decays = [float(g["weight_decay"]) * decay_factor for g in groups]
         if all(s == 1.0 for s in lr_scales) and all(d == hparams.weight_decay for d in decays):
@@ -290,6 +297,15 @@ class LHOPT(torch.optim.Optimizer):
         self.weights = header.get("weights")
 
 
+def cooldown_factor(step: int, total_steps: int, cooldown: float) -> float:
+    """The learning-rate multiplier at `step` (steps taken so far): 1, then linear from 1 to 0 over the last
+    `cooldown` fraction of `total_steps` (Hagele et al. 2024's cooldown of warmup-stable-decay schedules)."""
+    if cooldown <= 0.0:
+        return 1.0
+    left = 1.0 - step / total_steps
+    return min(1.0, max(0.0, left / cooldown))
+
+
 def load_policy(weights: str) -> ActorCritic:
     """Shipped or trained LHOPT weights through loptim.pretrained (kind "lhopt"); errors say what is wrong."""
     from loptim.pretrained import load_learned
@@ -300,4 +316,4 @@ def load_policy(weights: str) -> ActorCritic:
     return policy
 
 
-__all__ = ["LHOPT", "MissingLossError", "load_policy"]
+__all__ = ["LHOPT", "MissingLossError", "cooldown_factor", "load_policy"]
