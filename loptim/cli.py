@@ -216,7 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="tune baselines and compare optimizers on a task")
     bench.add_argument("task")
-    bench.add_argument("--optimizers", default="adam", help="comma list; tuned Adam is always included")
+    bench.add_argument(
+        "--optimizers",
+        default="adam",
+        help="comma list; tuned Adam is always included; a learned optimizer as name[:weights][:option=value...]",
+    )
     bench.add_argument("--seeds", type=int, default=3)
     bench.add_argument("--steps", type=int, default=None, help="default: the task's default_steps")
     bench.add_argument("--out", default="out/bench")
@@ -234,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument(
         "--optimizers",
         default="adam,adamw,adam-default,schedulefree,prodigy,dadapt,mlp,lhopt",
-        help="comma list (name or name:weights); tuned Adam always, tuned AdamW with lhopt",
+        help="comma list (name, name:weights, name:weights:option=value); tuned Adam always, tuned AdamW with lhopt",
     )
     suite.add_argument("--out", default="out/suite", help="results, and the run cache that makes a rerun resume")
     suite.add_argument(

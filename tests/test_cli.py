@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -190,3 +191,24 @@ def test_bench_with_lhopt_tunes_adamw_and_reports_speedups_over_it(tmp_path):
     scores = [g["score"] for g in adamw["grid"]]
     assert len(scores) == lhopt["adamw_configs"] == 3 and min(scores) == adamw["final_valid_loss"]["mean"]
     assert lhopt["adamw_configs_better"] == sum(s < lhopt["final_valid_loss"]["mean"] for s in scores)
+
+
+def test_optimizer_labels_carry_a_learned_optimizers_options():
+    """`name[:weights][:option=value...]`: the options reach the optimizer; bad ones fail before any run."""
+    from loptim.errors import UnknownNameError
+    from loptim.optimizers.registry import check_optimizer_label, label_factory, parse_label
+
+    assert parse_label("lhopt") == ("lhopt", {})
+    assert parse_label("lhopt:lhopt-small:cooldown=0") == ("lhopt", {"weights": "lhopt-small", "cooldown": 0.0})
+    assert parse_label("lhopt:cooldown=0.1") == ("lhopt", {"cooldown": 0.1})
+    params = [torch.zeros(3, requires_grad=True)]
+    assert label_factory("lhopt:lhopt-small:cooldown=0")(params, total_steps=10).cooldown == 0.0
+    assert label_factory("lhopt:lhopt-small")(params, total_steps=10).cooldown > 0.0
+    for bad, says in [
+        ("lhopt:lhopt-small:cooldown=2", "[0, 1)"),
+        ("lhopt:lhopt-small:warmup=1", "no option warmup"),
+        ("adam:cooldown=0", "only learned optimizers"),
+        ("lhopt:lhopt-small:cooldown", "name[:weights][:option=value...]"),
+    ]:
+        with pytest.raises(UnknownNameError, match=re.escape(says)):
+            check_optimizer_label(bad)

@@ -204,3 +204,15 @@ def test_the_harness_observer_sees_the_optimizer_after_every_step():
     curve = run_one(factory, task, 20, 0, observer=lambda k, o: seen.append((k, o.param_groups[0]["lr"])))
     assert [k for k, _ in seen] == list(range(1, 21)) and len(curve.train_loss) == 20
     assert seen[0][1] == pytest.approx(0.5) and seen[-1][1] == pytest.approx(0.5 * (1 - 19 / 20))  # as stepped
+
+
+def test_cache_path_names_a_learned_optimizers_options():
+    """A suite's cached LHOPT runs are keyed by the cooldown they ran with: a changed default is a new run."""
+    from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN
+
+    default = Job("quadratic", "lhopt", 5, 0, {"weights": "lhopt-small"})
+    off = Job("quadratic", "lhopt", 5, 0, {"weights": "lhopt-small", "cooldown": 0.0})
+    assert f"cooldown={DEFAULT_COOLDOWN}" in cache_path(default).parent.name
+    assert cache_path(default) != cache_path(off)
+    mlp = Job("quadratic", "mlp", 5, 0, {"weights": "mlp-mnist"})
+    assert "=" not in cache_path(mlp).parent.name  # no options: the weights' digest alone

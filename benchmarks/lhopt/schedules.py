@@ -2,8 +2,9 @@
 
 Runs `loptim.LHOPT` with the shipped policy (or `--weights`) through the same harness as `loptim bench` (same
 initializations, batches and validation feed, so these are the runs behind the bench rows) and records the
-controlled hyperparameters after every step. Writes results/schedules.json (values at each decision) and
-results/schedules.png: the learning rate it steers to, next to the tuned AdamW schedule of the task's bench run
+controlled hyperparameters after every step, and the learning rate applied (the policy's times `LHOPT`'s cooldown
+multiplier, docs/lhopt.md, Cooldown). Writes results/schedules.json (values at each decision) and
+results/schedules.png: the learning rate applied, next to the tuned AdamW schedule of the task's bench run
 when `results/<task>/results.json` exists.
 
     python benchmarks/lhopt/schedules.py --seeds 3
@@ -23,6 +24,7 @@ from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
 from loptim.meta.lhopt_trainer import HELD_OUT_TASKS
 from loptim.optimizers.lhopt import LHOPT
+from loptim.optimizers.lhopt.shell import cooldown_factor
 from loptim.optimizers.schedules import schedule
 from loptim.tasks import get_task
 
@@ -30,21 +32,23 @@ RESULTS = Path(__file__).parent / "results"
 CONTROLLED = ("lr", "one_minus_beta1", "one_minus_beta2", "weight_decay", "eps", "clip_ratio")
 
 
-def trace(task_name: str, seed: int, weights: str) -> dict[str, Any]:
+def trace(task_name: str, seed: int, weights: str, cooldown: float | None = None) -> dict[str, Any]:
     """One LHOPT run of `task_name`: its hyperparameters at step 0 and after each of the policy's decisions."""
     task = get_task(task_name)
     steps = task.default_steps
-    rows: dict[str, list[float]] = {"step": [], **{name: [] for name in CONTROLLED}}
+    rows: dict[str, list[float]] = {"step": [], "applied_lr": [], **{name: [] for name in CONTROLLED}}
 
     def record(done: int, optimizer: Any) -> None:
         if done == 1 or done % optimizer.interval == 0 or done == steps:
             rows["step"].append(done)
             hparams = dataclasses.asdict(optimizer.hparams)
+            rows["applied_lr"].append(float(hparams["lr"]) * cooldown_factor(done, steps, optimizer.cooldown))
             for name in CONTROLLED:
                 rows[name].append(float(hparams[name]))
 
     def factory(params: Any, *, total_steps: int) -> LHOPT:
-        return LHOPT(params, weights, total_steps=total_steps)
+        extra = {} if cooldown is None else {"cooldown": cooldown}
+        return LHOPT(params, weights, total_steps=total_steps, **extra)
 
     curve = run_one(factory, task, steps, seed, observer=record)
     return {"task": task_name, "seed": seed, "steps": steps, "final_valid_loss": curve.valid_loss[-1], **rows}
@@ -70,7 +74,7 @@ def plot(runs: list[dict[str, Any]], out: Path) -> None:
     for ax, task_name in zip(axes[0], tasks):
         for r in (r for r in runs if r["task"] == task_name):
             progress = [s / r["steps"] for s in r["step"]]
-            ax.step(progress, r["lr"], where="post", alpha=0.8, label=f"LHOPT seed {r['seed']}")
+            ax.step(progress, r.get("applied_lr", r["lr"]), where="post", alpha=0.8, label=f"LHOPT seed {r['seed']}")
         tuned = tuned_adamw(task_name)
         if tuned is not None:
             lr, name = tuned
@@ -91,6 +95,7 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(HELD_OUT_TASKS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--weights", default="lhopt-small", help="shipped name or a .safetensors path")
+    parser.add_argument("--cooldown", type=float, default=None, help="LHOPT's cooldown (default: LHOPT's own)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the existing schedules.json")
     args = parser.parse_args()
@@ -98,13 +103,15 @@ def main() -> None:
         plot(json.loads((args.out / "schedules.json").read_text())["runs"], args.out / "schedules.png")
         return
     torch.set_num_threads(1)
-    runs = [trace(t, s, args.weights) for t in args.tasks.split(",") for s in range(args.seeds)]
+    runs = [trace(t, s, args.weights, args.cooldown) for t in args.tasks.split(",") for s in range(args.seeds)]
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "schedules.json", json.dumps({"weights": args.weights, "runs": runs}, indent=1))
+    meta = {"weights": args.weights, "cooldown": args.cooldown}
+    atomic_write_text(args.out / "schedules.json", json.dumps({**meta, "runs": runs}, indent=1))
     plot(runs, args.out / "schedules.png")
     for r in runs:
         print(f"{r['task']:18s} seed {r['seed']}: lr {r['lr'][0]:.2g} -> max {max(r['lr']):.2g} -> "
-              f"final {r['lr'][-1]:.2g}; final valid {r['final_valid_loss']:.4f}")  # fmt: skip
+              f"final {r['lr'][-1]:.2g} (applied {r['applied_lr'][-1]:.2g}); "
+              f"final valid {r['final_valid_loss']:.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":

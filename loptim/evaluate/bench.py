@@ -19,7 +19,13 @@ from loptim.evaluate.speedup import mean_curve
 from loptim.evaluate.timing import time_task
 from loptim.evaluate.tuning import grid_jobs, run_cached, score, select_best
 from loptim.optimizers.competitors import is_competitor
-from loptim.optimizers.registry import check_optimizer_label, check_optimizer_name, is_baseline, label_factory
+from loptim.optimizers.registry import (
+    check_optimizer_label,
+    check_optimizer_name,
+    is_baseline,
+    label_factory,
+    parse_label,
+)
 from loptim.tasks import get_task
 
 REFERENCE = "adam"
@@ -74,8 +80,8 @@ def checked_labels(names: tuple[str, ...]) -> list[str]:
 
 def learned_job(task: str, label: str, steps: int, seed: int) -> Job:
     """A run of an untuned optimizer: a learned one (with its weights, if named) or a competitor."""
-    name, _, weights = label.partition(":")
-    return Job(task, name, steps, seed, {"weights": weights} if weights else {})
+    name, options = parse_label(label)
+    return Job(task, name, steps, seed, options)
 
 
 def bench(config: BenchConfig) -> dict[str, Any]:

@@ -40,7 +40,16 @@ def _optimizer_dir(job: Job) -> str:
         return job.optimizer
     if is_competitor(job.optimizer):
         return f"{job.optimizer}@{competitor_spec(job.optimizer).installed_version()}"
-    return f"{job.optimizer}@{_weights_digest(job)}"
+    return f"{job.optimizer}@{_weights_digest(job)}{_learned_options(job)}"
+
+
+def _learned_options(job: Job) -> str:
+    """A learned optimizer's factory options besides its weights (LHOPT's cooldown), as its cache folder names them:
+    a run under another default is another run. Empty for an optimizer without such options."""
+    from loptim.optimizers import LEARNED
+
+    options = inspect.signature(LEARNED.factory(job.optimizer)).parameters
+    return "".join(f"-{k}={job.hyperparameters.get(k, p.default)}" for k, p in options.items() if k != "weights")
 
 
 def cache_path(job: Job, root: Path | None = None) -> Path:

@@ -1,6 +1,7 @@
 """What trains a task: hand-designed baselines and learned optimizers, by name."""
 
 from loptim.optimizers.lhopt import LHOPT
+from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN
 from loptim.optimizers.lstm import LSTMOptimizer
 from loptim.optimizers.mlp import MLPOptimizer
 from loptim.optimizers.registry import LEARNED
@@ -20,9 +21,9 @@ def _mlp_factory(weights: str = "mlp-generalist-fold"):
     return factory
 
 
-def _lhopt_factory(weights: str = "lhopt-wider-e285"):
+def _lhopt_factory(weights: str = "lhopt-wider-e285", cooldown: float = DEFAULT_COOLDOWN):
     def factory(params, *, total_steps: int) -> LHOPT:
-        return LHOPT(params, weights=weights, total_steps=total_steps)
+        return LHOPT(params, weights=weights, total_steps=total_steps, cooldown=float(cooldown))
 
     return factory
 

@@ -40,6 +40,8 @@ from loptim.optimizers.versions import (
     state_dict_header,
 )
 
+DEFAULT_COOLDOWN = 0.2  # LHOPT's default cooldown fraction (docs/lhopt.md, Cooldown)
+
 
 class LHOPT(torch.optim.Optimizer):
     """`loptim.LHOPT(model.parameters(), total_steps=N)`: the shipped policy ("lhopt-wider-e285") steering AdamW.
@@ -74,7 +76,7 @@ class LHOPT(torch.optim.Optimizer):
         weight_decay: float | None = None,
         maximize: bool = False,
         decisions: int = 32,
-        cooldown: float = 0.2,
+        cooldown: float = DEFAULT_COOLDOWN,
         policy: ActorCritic | None = None,
         hparams: InnerHParams = InnerHParams(),
         inner_config: InnerConfig = PUBLISHED,
@@ -316,4 +318,4 @@ def load_policy(weights: str) -> ActorCritic:
     return policy
 
 
-__all__ = ["LHOPT", "MissingLossError", "cooldown_factor", "load_policy"]
+__all__ = ["DEFAULT_COOLDOWN", "LHOPT", "MissingLossError", "cooldown_factor", "load_policy"]
