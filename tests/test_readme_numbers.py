@@ -93,6 +93,7 @@ def test_suite_tables_match_suite_json():
         ("candidates-half", 3),
         ("candidates-e285", 3),
         ("candidates-fold", 2),
+        ("candidates-cooldown", 3),
     ],
 )
 def test_candidate_suite_summaries_match_their_suite_json(folder, optimizers):
