@@ -296,7 +296,8 @@ RECIPES.add(
     lambda: L2LRecipe(name="lstm-mnist-mb2-slow", task="mnist-mlp", epochs=1000, meta_batch=2, meta_lr=1e-3),
 )
 # lstm-mnist-mb2 from meta-training seed 1: is its gap to lstm-mnist (0.336 against 0.317 selection score) the
-# meta-batch or the seed? Run beside lstm-mnist-mb2-slow; which ships is chosen by the selection score, not the bench.
+# meta-batch or the seed? Which ships is chosen by the selection score, not the bench. Its one run so far stopped
+# with its session at epoch 408, best selection score 0.377 (not committed; not rerun).
 RECIPES.add(
     "lstm-mnist-mb2-seed1",
     lambda: L2LRecipe(name="lstm-mnist-mb2-seed1", task="mnist-mlp", epochs=600, meta_batch=2, seed=1),
