@@ -201,6 +201,7 @@ def test_optimizer_labels_carry_a_learned_optimizers_options():
     assert parse_label("lhopt") == ("lhopt", {})
     assert parse_label("lhopt:lhopt-small:cooldown=0") == ("lhopt", {"weights": "lhopt-small", "cooldown": 0.0})
     assert parse_label("lhopt:cooldown=0.1") == ("lhopt", {"cooldown": 0.1})
+    assert parse_label("mlp:runs/lr=0.1/best.safetensors") == ("mlp", {"weights": "runs/lr=0.1/best.safetensors"})
     params = [torch.zeros(3, requires_grad=True)]
     assert label_factory("lhopt:lhopt-small:cooldown=0")(params, total_steps=10).cooldown == 0.0
     assert label_factory("lhopt:lhopt-small")(params, total_steps=10).cooldown > 0.0

@@ -27,7 +27,7 @@ def parse_label(label: str) -> tuple[str, dict[str, str | float]]:
     options: dict[str, str | float] = {}
     for i, part in enumerate(rest):
         key, eq, value = part.partition("=")
-        if not eq and i == 0:
+        if i == 0 and not (eq and key.isidentifier()):  # weights (a path may hold '=': runs/lr=0.1/best.safetensors)
             if part:
                 options["weights"] = part
             continue
