@@ -59,6 +59,12 @@ ROWS = [
         "lstm:lstm-mnist-mb2",
         paper="(not in the paper: recipe lstm-mnist-mb2, 2 inner runs per meta-step, splits across 2 ranks)",
     ),
+    Row(
+        "mnist-mlp-mb2-slow",
+        "mnist-mlp",
+        "lstm:benchmarks/l2l/results/candidates/lstm-mnist-mb2-slow.safetensors",
+        paper="(not in the paper: recipe lstm-mnist-mb2-slow, mb2 at meta lr 1e-3, 1,000 epochs; not shipped)",
+    ),
 ]
 
 
