@@ -24,7 +24,7 @@ from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
 from loptim.meta.lhopt_trainer import HELD_OUT_TASKS
 from loptim.optimizers.lhopt import LHOPT
-from loptim.optimizers.lhopt.shell import cooldown_factor
+from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN, cooldown_factor
 from loptim.optimizers.schedules import schedule
 from loptim.tasks import get_task
 
@@ -32,7 +32,7 @@ RESULTS = Path(__file__).parent / "results"
 CONTROLLED = ("lr", "one_minus_beta1", "one_minus_beta2", "weight_decay", "eps", "clip_ratio")
 
 
-def trace(task_name: str, seed: int, weights: str, cooldown: float | None = None) -> dict[str, Any]:
+def trace(task_name: str, seed: int, weights: str, cooldown: float = DEFAULT_COOLDOWN) -> dict[str, Any]:
     """One LHOPT run of `task_name`: its hyperparameters at step 0 and after each of the policy's decisions."""
     task = get_task(task_name)
     steps = task.default_steps
@@ -47,8 +47,7 @@ def trace(task_name: str, seed: int, weights: str, cooldown: float | None = None
                 rows[name].append(float(hparams[name]))
 
     def factory(params: Any, *, total_steps: int) -> LHOPT:
-        extra = {} if cooldown is None else {"cooldown": cooldown}
-        return LHOPT(params, weights, total_steps=total_steps, **extra)
+        return LHOPT(params, weights, total_steps=total_steps, cooldown=cooldown)
 
     curve = run_one(factory, task, steps, seed, observer=record)
     return {"task": task_name, "seed": seed, "steps": steps, "final_valid_loss": curve.valid_loss[-1], **rows}
@@ -95,7 +94,7 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(HELD_OUT_TASKS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--weights", default="lhopt-small", help="shipped name or a .safetensors path")
-    parser.add_argument("--cooldown", type=float, default=None, help="LHOPT's cooldown (default: LHOPT's own)")
+    parser.add_argument("--cooldown", type=float, default=DEFAULT_COOLDOWN, help="LHOPT's cooldown fraction")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the existing schedules.json")
     args = parser.parse_args()
@@ -105,8 +104,8 @@ def main() -> None:
     torch.set_num_threads(1)
     runs = [trace(t, s, args.weights, args.cooldown) for t in args.tasks.split(",") for s in range(args.seeds)]
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"weights": args.weights, "cooldown": args.cooldown}
-    atomic_write_text(args.out / "schedules.json", json.dumps({**meta, "runs": runs}, indent=1))
+    result = {"weights": args.weights, "cooldown": args.cooldown, "runs": runs}
+    atomic_write_text(args.out / "schedules.json", json.dumps(result, indent=1))
     plot(runs, args.out / "schedules.png")
     for r in runs:
         print(f"{r['task']:18s} seed {r['seed']}: lr {r['lr'][0]:.2g} -> max {max(r['lr']):.2g} -> "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from loptim.evaluate.speedup import mean_curve
 from loptim.io import atomic_write_text
 from loptim.optimizers.baselines import BASELINES, baseline_spec
 from loptim.optimizers.competitors import competitor_spec, is_competitor
+from loptim.optimizers.registry import learned_options
 from loptim.tasks.data.paths import cache_dir
 
 CACHE_VERSION = 1  # bump when a change to tasks or the harness invalidates cached curves (losses, not seconds)
@@ -24,12 +24,9 @@ SELECT = ("valid", "train")
 
 def _weights_digest(job: Job) -> str:
     """The first 12 hex digits of the SHA-256 of the weights file a learned optimizer's job runs with."""
-    from loptim.optimizers import LEARNED
     from loptim.pretrained import resolve
 
-    weights = job.hyperparameters.get("weights")
-    if not weights:
-        weights = inspect.signature(LEARNED.factory(job.optimizer)).parameters["weights"].default
+    weights = job.hyperparameters.get("weights") or learned_options(job.optimizer)["weights"]
     return hashlib.sha256(resolve(weights).read_bytes()).hexdigest()[:12]
 
 
@@ -46,10 +43,8 @@ def _optimizer_dir(job: Job) -> str:
 def _learned_options(job: Job) -> str:
     """A learned optimizer's factory options besides its weights (LHOPT's cooldown), as its cache folder names them:
     a run under another default is another run. Empty for an optimizer without such options."""
-    from loptim.optimizers import LEARNED
-
-    options = inspect.signature(LEARNED.factory(job.optimizer)).parameters
-    return "".join(f"-{k}={job.hyperparameters.get(k, p.default)}" for k, p in options.items() if k != "weights")
+    options = learned_options(job.optimizer)
+    return "".join(f"-{k}={job.hyperparameters.get(k, v)}" for k, v in options.items() if k != "weights")
 
 
 def cache_path(job: Job, root: Path | None = None) -> Path:

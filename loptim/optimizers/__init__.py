@@ -23,7 +23,7 @@ def _mlp_factory(weights: str = "mlp-generalist-fold"):
 
 def _lhopt_factory(weights: str = "lhopt-wider-e285", cooldown: float = DEFAULT_COOLDOWN):
     def factory(params, *, total_steps: int) -> LHOPT:
-        return LHOPT(params, weights=weights, total_steps=total_steps, cooldown=float(cooldown))
+        return LHOPT(params, weights=weights, total_steps=total_steps, cooldown=cooldown)
 
     return factory
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from loptim.errors import UnknownNameError
 from loptim.optimizers.baselines import BASELINES, OptimizerFactory
 from loptim.optimizers.competitors import COMPETITORS, is_competitor, make_competitor
@@ -18,6 +21,11 @@ def check_optimizer_name(name: str) -> None:
     if name not in BASELINES and name not in LEARNED and name not in COMPETITORS:
         known = ", ".join([*BASELINES, *COMPETITORS, *LEARNED.names()])
         raise UnknownNameError(f"no optimizer '{name}'; known: {known}")
+
+
+def learned_options(name: str) -> dict[str, Any]:
+    """Learned optimizer `name`'s factory options (weights among them) and their defaults: what a label may set."""
+    return {k: p.default for k, p in inspect.signature(LEARNED.factory(name)).parameters.items()}
 
 
 def parse_label(label: str) -> tuple[str, dict[str, str | float]]:
@@ -52,10 +60,8 @@ def check_optimizer_label(label: str) -> None:
             f"'{label}': only learned optimizers ({', '.join(LEARNED.names())}) take weights or options"
         )
     if options:
-        import inspect
-
-        known = set(inspect.signature(LEARNED.factory(name)).parameters)
-        unknown = sorted(set(options) - known)
+        known = learned_options(name)
+        unknown = sorted(set(options) - set(known))
         if unknown:
             raise UnknownNameError(
                 f"'{label}': {name} takes no option {', '.join(unknown)}; it takes {', '.join(sorted(known))}"
