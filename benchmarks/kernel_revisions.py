@@ -5,6 +5,8 @@ than across days.
 
     python benchmarks/kernel_revisions.py b8eafcb^ b8eafcb [--reps 7] [--steps 10] [--threads 1] [--optimizer lstm]
 
+A revision may also be the path of a .cpp file (a draft of cpu.cpp), timed beside committed ones.
+
 Each revision's cpu.cpp is built with the flags of loptim/kernels (a second or so each). Prints the median step
 time per revision and writes benchmarks/results/kernel-revisions.json. A benchmark, not a test.
 """
@@ -35,9 +37,13 @@ RESULTS = Path(__file__).parent / "results" / "kernel-revisions.json"
 
 
 def build(revision: str, stem: Path) -> ctypes.CDLL:
-    """cpu.cpp as of `revision`, compiled with the package's flags into STEM.so."""
-    source = subprocess.run(["git", "show", f"{revision}:loptim/kernels/cpu.cpp"], capture_output=True, text=True,
-                            check=True).stdout  # fmt: skip
+    """cpu.cpp as of `revision` (a git revision, or the path of a .cpp file: a draft not yet committed), compiled
+    with the package's flags into STEM.so."""
+    if revision.endswith(".cpp") and Path(revision).is_file():
+        source = Path(revision).read_text()
+    else:
+        source = subprocess.run(["git", "show", f"{revision}:loptim/kernels/cpu.cpp"], capture_output=True,
+                                text=True, check=True).stdout  # fmt: skip
     src, lib = stem.with_suffix(".cpp"), stem.with_suffix(".so")
     src.write_text(source)
     subprocess.run([kernels._compiler() or "g++", *kernels.FLAGS, str(src), "-o", str(lib)], check=True)

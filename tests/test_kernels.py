@@ -255,14 +255,14 @@ def test_the_direct_kernel_leaves_everything_as_it_was_on_a_non_finite_gradient(
                 assert all(p._version > v for p, v in zip(model.parameters(), versions))  # autograd sees the write
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_lstm_kernel_matches_the_reference_update(threads):
+@pytest.mark.parametrize("threads, n", [(1, 2 * 4096 + 77), (2, 2 * 4096 + 77), (2, 5), (2, 513)])
+def test_lstm_kernel_matches_the_reference_update(threads, n):
     from loptim.optimizers.lstm import LSTMOptimizerNet, _scaled
 
     g = torch.Generator().manual_seed(5)
     net = LSTMOptimizerNet(generator=g)
     meta = {k: v.detach() for k, v in net.meta_params().items()}
-    n = 2 * 4096 + 77  # a partial last tile
+    # n: 16 panels of 512 and a partial tile; less than a tile; one coordinate past a panel
     reference, state = net.zero_state(n), net.zero_state(n)
     for step in range(6):  # gradients around the preprocessing threshold e^-10 and far above it
         grad = torch.randn(n, generator=g) * 10.0 ** (step - 5)

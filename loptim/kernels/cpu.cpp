@@ -11,7 +11,7 @@
 // tile in registers and L1. The step goes to a flat output, or straight into each parameter (loptim_mlp_direct).
 // LSTM. The reference is LSTMOptimizerNet.step_flat (loptim/optimizers/lstm.py): per tile of 32 coordinates, the
 // preprocessed gradient and both layers' gates, activations and state updates stay in L1; the state (units, N) is
-// read and written in place once.
+// read and written once, a panel of 512 coordinates at a time through an L2 scratch.
 // Elementwise code is written on 8-float vectors (GCC vector extensions) so that it vectorizes without
 // -ffast-math; tests/test_kernels.py checks both kernels against their references to float tolerance.
 #include <omp.h>
@@ -475,55 +475,78 @@ inline void lstm_cell(v8* __restrict gates, v8* __restrict c, v8* __restrict h) 
 
 // One step for N coordinates, state (U, N) each, updated in place; weights in the layout of lstm._scaled
 // (cell-input rows x2): w1 (4U, 2 + U), w2 (4U, 2U), biases (4U,), wout (U,), bout (1,).
+// Panels of LSTM_PANEL coordinates. A panel's 4U state rows are copied in long contiguous runs (which the hardware
+// prefetcher follows; 4U separate 128-byte pieces per tile it does not: 1.2x the whole update) into a per-thread
+// scratch laid out tile by tile as [x (2), h1, h2, c1, c2] x T, where the layers read their inputs and the cells
+// write their outputs in place: layer 1 reads [x, h1], its cell overwrites h1 and c1, layer 2 reads [h1, h2], its
+// cell overwrites h2 and c2. The panel is then copied back. While a panel computes, each tile prefetches a share
+// of the next panel's state lines. The arithmetic is the same per coordinate as the reference's.
+constexpr int LSTM_PANEL = 512;  // its scratch, 4U + 2 rows of 512 floats (168 KB for U = 20), stays in L2
+
 template <int U>
 int lstm_run(int64_t n, const float* grad, float* h1, float* c1, float* h2, float* c2, float* out, const float* w1,
              const float* b1, const float* w2, const float* b2, const float* wout, const float* bout, float p,
              float output_scale, int threads) {
-  constexpr int T = LSTM_TILE;
+  constexpr int T = LSTM_TILE, P = LSTM_PANEL, TILES = P / T, ROWS = 2 + 4 * U;
+  constexpr int LINES = 4 * U * P / 16;  // cache lines of a panel's state
+  static_assert(P % T == 0 && P % 16 == 0, "a panel is whole tiles and whole cache lines");
   if (threads < 1) return -1;
-  const int64_t n_tiles = (n + T - 1) / T;
+  const int64_t n_panels = (n + P - 1) / P;
   const float threshold = std::exp(-p), inverse_p = 1.0f / p, scale_small = std::exp(p);
+  float* const state[4] = {h1, h2, c1, c2};  // in the scratch's row order
 #pragma omp parallel num_threads(threads)
   {
-    alignas(32) v8 in1[(2 + U) * LV], in2[2 * U * LV], gates[4 * U * LV], c1t[U * LV], c2t[U * LV];
+    alignas(32) v8 gates[4 * U * LV];
     alignas(32) float g[T], delta[T];
-    float* in1f = reinterpret_cast<float*>(in1);
-    float* in2f = reinterpret_cast<float*>(in2);
+    std::vector<v8> scratch(static_cast<size_t>(TILES) * ROWS * LV);
+    float* const rows = reinterpret_cast<float*>(scratch.data());
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < n_tiles; ++k) {
-      const int64_t lo = k * T;
-      const int width = static_cast<int>(std::min<int64_t>(T, n - lo));
-      gather<T>(grad + lo, width, g);
-      for (int b = 0; b < LV; ++b) {  // Appendix A preprocessing: (log|g| / p, sign g) or (-1, e^p g)
-        const v8 gv = load(g + 8 * b);
-        const v8 a = vmax(gv, -gv);
-        const vi8 large = a >= threshold;
-        const v8 sign = (gv > 0.0f ? splat(1.0f) : v8{}) - (gv < 0.0f ? splat(1.0f) : v8{});
-        in1[b] = large ? vlog(vmax(a, splat(threshold))) * inverse_p : splat(-1.0f);
-        in1[LV + b] = large ? sign : gv * scale_small;
+    for (int64_t q = 0; q < n_panels; ++q) {
+      const int64_t plo = q * P, next = plo + P;  // a static schedule gives each thread consecutive panels
+      const int width = static_cast<int>(std::min<int64_t>(P, n - plo));
+      const int tiles = (width + T - 1) / T;
+      for (int r = 0; r < 4 * U; ++r) {  // panel rows -> tiles; the last tile's tail is zero
+        const float* src = state[r / U] + (r % U) * n + plo;
+        for (int t = 0; t < tiles; ++t)
+          gather<T>(src + t * T, std::min(T, width - t * T), rows + (t * ROWS + 2 + r) * T);
       }
-      for (int u = 0; u < U; ++u) {
-        gather<T>(h1 + u * n + lo, width, in1f + (2 + u) * T);
-        gather<T>(h2 + u * n + lo, width, in2f + (U + u) * T);
-        gather<T>(c1 + u * n + lo, width, reinterpret_cast<float*>(c1t) + u * T);
-        gather<T>(c2 + u * n + lo, width, reinterpret_cast<float*>(c2t) + u * T);
+      for (int t = 0; t < tiles; ++t) {
+        for (int k = t * LINES / TILES; next < n && k < (t + 1) * LINES / TILES; ++k) {
+          const int r = k / (P / 16);  // past the end of a row is harmless: a prefetch never faults
+          __builtin_prefetch(state[r / U] + (r % U) * n + next + 16 * (k % (P / 16)), 0, 3);
+        }
+        v8* const tile = scratch.data() + static_cast<size_t>(t) * ROWS * LV;
+        v8* const th1 = tile + 2 * LV;
+        v8* const th2 = th1 + U * LV;
+        v8* const tc1 = th2 + U * LV;
+        v8* const tc2 = tc1 + U * LV;
+        const int64_t lo = plo + t * T;
+        const int tw = std::min(T, width - t * T);
+        gather<T>(grad + lo, tw, g);
+        for (int b = 0; b < LV; ++b) {  // Appendix A preprocessing: (log|g| / p, sign g) or (-1, e^p g)
+          const v8 gv = load(g + 8 * b);
+          const v8 a = vmax(gv, -gv);
+          const vi8 large = a >= threshold;
+          const v8 sign = (gv > 0.0f ? splat(1.0f) : v8{}) - (gv < 0.0f ? splat(1.0f) : v8{});
+          tile[b] = large ? vlog(vmax(a, splat(threshold))) * inverse_p : splat(-1.0f);
+          tile[LV + b] = large ? sign : gv * scale_small;
+        }
+        layer<T, 2 + U, 4 * U, false>(w1, b1, tile, gates);
+        lstm_cell<U>(gates, tc1, th1);  // the new h1 over the old one, which layer 1 has read
+        layer<T, 2 * U, 4 * U, false>(w2, b2, th1, gates);
+        lstm_cell<U>(gates, tc2, th2);
+        for (int b = 0; b < LV; ++b) {
+          v8 acc = splat(bout[0]);
+          for (int u = 0; u < U; ++u) acc += wout[u] * th2[u * LV + b];
+          store(delta + 8 * b, output_scale * acc);
+        }
+        std::memcpy(out + lo, delta, sizeof(float) * tw);
       }
-      layer<T, 2 + U, 4 * U, false>(w1, b1, in1, gates);
-      lstm_cell<U>(gates, c1t, in2);  // the new h1 is the second layer's input
-      layer<T, 2 * U, 4 * U, false>(w2, b2, in2, gates);
-      lstm_cell<U>(gates, c2t, in1);  // the new h2, in the first U rows of in1
-      for (int u = 0; u < U; ++u) {
-        std::memcpy(h1 + u * n + lo, in2f + u * T, sizeof(float) * width);
-        std::memcpy(c1 + u * n + lo, reinterpret_cast<float*>(c1t) + u * T, sizeof(float) * width);
-        std::memcpy(h2 + u * n + lo, in1f + u * T, sizeof(float) * width);
-        std::memcpy(c2 + u * n + lo, reinterpret_cast<float*>(c2t) + u * T, sizeof(float) * width);
+      for (int r = 0; r < 4 * U; ++r) {  // tiles -> panel rows
+        float* dst = state[r / U] + (r % U) * n + plo;
+        for (int t = 0; t < tiles; ++t)
+          std::memcpy(dst + t * T, rows + (t * ROWS + 2 + r) * T, sizeof(float) * std::min(T, width - t * T));
       }
-      for (int b = 0; b < LV; ++b) {
-        v8 acc = splat(bout[0]);
-        for (int u = 0; u < U; ++u) acc += wout[u] * in1[u * LV + b];
-        store(delta + 8 * b, output_scale * acc);
-      }
-      std::memcpy(out + lo, delta, sizeof(float) * width);
     }
   }
   return 0;
