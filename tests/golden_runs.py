@@ -46,7 +46,8 @@ def first_updates() -> dict[str, torch.Tensor]:
         elif kind == "mlp":
             opt = loptim.MLPOptimizer(params, weights=weights)
         else:
-            opt = loptim.LHOPT(params, weights=weights, total_steps=10, decisions=5, cooldown=0.0)  # the policy alone
+            # the policy alone, from the rate its golden outputs were recorded at
+            opt = loptim.LHOPT(params, weights=weights, total_steps=10, decisions=5, cooldown=0.0, lr=1e-3)
         steps = []
         for _ in range(10):
             opt.zero_grad()

@@ -205,6 +205,9 @@ def test_optimizer_labels_carry_a_learned_optimizers_options():
     params = [torch.zeros(3, requires_grad=True)]
     assert label_factory("lhopt:lhopt-small:cooldown=0")(params, total_steps=10).cooldown == 0.0
     assert label_factory("lhopt:lhopt-small")(params, total_steps=10).cooldown > 0.0
+    assert label_factory("lhopt:lr=0.001")(params, total_steps=10).param_groups[0]["lr"] == 0.001
+    assert label_factory("lhopt")(params, total_steps=10).param_groups[0]["lr"] == 3e-3  # LHOPT's starting rate
+    assert label_factory("lhopt:freeze_in_cooldown=1")(params, total_steps=10).freeze_in_cooldown is True
     for bad, says in [
         ("lhopt:lhopt-small:cooldown=2", "[0, 1)"),
         ("lhopt:lhopt-small:warmup=1", "no option warmup"),

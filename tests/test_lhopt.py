@@ -414,6 +414,26 @@ def test_cooldown_equals_the_same_multiplier_through_an_lr_scheduler():
     assert not torch.equal(uncooled[0], a[0])  # and the cooldown changed the run
 
 
+def test_freeze_in_cooldown_keeps_the_policys_rate_through_the_cooldown_and_nothing_else():
+    """Before the cooldown the frozen and the acting run are the same run, bit for bit; inside it the frozen one's
+    hyperparameters stay where the cooldown found them (its decisions are no-ops)."""
+    inputs, targets, weight, bias = _least_squares(16)
+    runs = []
+    for freeze in (False, True):
+        params = [weight.clone().requires_grad_(), bias.clone().requires_grad_()]
+        opt = LHOPT(params, total_steps=80, decisions=16, cooldown=0.5, freeze_in_cooldown=freeze)
+        history = []
+        for _ in range(80):
+            _train(opt, params, inputs, targets, 1)
+            history.append((opt.hparams, [p.detach().clone() for p in params]))
+        runs.append(history)
+    acting, frozen = runs
+    for t in range(40):  # steps 1..40: the cooldown starts after step 40
+        assert acting[t][0] == frozen[t][0] and all(torch.equal(a, b) for a, b in zip(acting[t][1], frozen[t][1]))
+    assert all(frozen[t][0] == frozen[39][0] for t in range(40, 80))
+    assert any(acting[t][0] != acting[39][0] for t in range(40, 80))  # the acting policy did move them
+
+
 def test_bad_input_raises_clear_errors():
     weight = torch.randn(3, requires_grad=True)
     opt = LHOPT([weight], total_steps=10)

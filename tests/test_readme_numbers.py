@@ -94,6 +94,7 @@ def test_suite_tables_match_suite_json():
         ("candidates-e285", 3),
         ("candidates-fold", 2),
         ("candidates-cooldown", 3),
+        ("candidates-lr", 3),
     ],
 )
 def test_candidate_suite_summaries_match_their_suite_json(folder, optimizers):

@@ -22,6 +22,7 @@ import torch
 from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
 from loptim.optimizers.lhopt import LHOPT
+from loptim.optimizers.lhopt.shell import DEFAULT_LR
 from loptim.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cooldowns", default="0,0.1,0.2,0.3")
     parser.add_argument("--weights", default="lhopt-wider-e285")
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="LHOPT's starting learning rate")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="a meta-valid tier suite.json")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -47,7 +49,7 @@ def main() -> None:
     for cooldown in (float(c) for c in args.cooldowns.split(",")):
 
         def factory(params, *, total_steps: int, cooldown: float = cooldown) -> LHOPT:
-            return LHOPT(params, weights=args.weights, total_steps=total_steps, cooldown=cooldown)
+            return LHOPT(params, weights=args.weights, total_steps=total_steps, cooldown=cooldown, lr=args.lr)
 
         tasks = {}
         for name, entry in reference["tasks"].items():
@@ -67,6 +69,7 @@ def main() -> None:
         print(f"cooldown {cooldown:g}: geometric mean {geomean:.4f}", flush=True)
     result = {
         "weights": args.weights,
+        "lr": args.lr,
         "seeds": list(SEEDS),
         "reference": str(args.reference.resolve().relative_to(ROOT)),
         "rows": rows,

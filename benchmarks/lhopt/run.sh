@@ -10,7 +10,7 @@ out=benchmarks/lhopt/results
 # Held-out tasks (DESIGN.md): tuned Adam and tuned AdamW over 5 learning rates x 7 schedules each, 3 seeds, and
 # the shipped policy untuned on the same seeds; speedups over tuned AdamW (and tuned Adam).
 for task in movielens-gmf movielens-neumf fashion-cnn shakespeare-char; do
-  loptim bench "$task" --optimizers adamw,lhopt:lhopt-small:cooldown=0 --schedules all --lr-points 5 --seeds 3 --workers "${WORKERS:-2}" \
+  loptim bench "$task" --optimizers adamw,lhopt:lhopt-small:cooldown=0:lr=0.001 --schedules all --lr-points 5 --seeds 3 --workers "${WORKERS:-2}" \
     --out "$out/$task"
 done
 # The learning rates the policy chooses on each held-out task, next to tuned AdamW's schedule.

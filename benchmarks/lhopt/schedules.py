@@ -24,7 +24,7 @@ from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
 from loptim.meta.lhopt_trainer import HELD_OUT_TASKS
 from loptim.optimizers.lhopt import LHOPT
-from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN, cooldown_factor
+from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN, DEFAULT_LR, cooldown_factor
 from loptim.optimizers.schedules import schedule
 from loptim.tasks import get_task
 
@@ -32,7 +32,9 @@ RESULTS = Path(__file__).parent / "results"
 CONTROLLED = ("lr", "one_minus_beta1", "one_minus_beta2", "weight_decay", "eps", "clip_ratio")
 
 
-def trace(task_name: str, seed: int, weights: str, cooldown: float = DEFAULT_COOLDOWN) -> dict[str, Any]:
+def trace(
+    task_name: str, seed: int, weights: str, cooldown: float = DEFAULT_COOLDOWN, lr: float = DEFAULT_LR
+) -> dict[str, Any]:
     """One LHOPT run of `task_name`: its hyperparameters at step 0 and after each of the policy's decisions."""
     task = get_task(task_name)
     steps = task.default_steps
@@ -42,12 +44,13 @@ def trace(task_name: str, seed: int, weights: str, cooldown: float = DEFAULT_COO
         if done == 1 or done % optimizer.interval == 0 or done == steps:
             rows["step"].append(done)
             hparams = dataclasses.asdict(optimizer.hparams)
-            rows["applied_lr"].append(float(hparams["lr"]) * cooldown_factor(done, steps, optimizer.cooldown))
+            scale = optimizer.param_groups[0]["lr"] / optimizer.controller["initial_hparams"].lr  # the run's lr
+            rows["applied_lr"].append(float(hparams["lr"]) * scale * cooldown_factor(done, steps, optimizer.cooldown))
             for name in CONTROLLED:
                 rows[name].append(float(hparams[name]))
 
     def factory(params: Any, *, total_steps: int) -> LHOPT:
-        return LHOPT(params, weights, total_steps=total_steps, cooldown=cooldown)
+        return LHOPT(params, weights, total_steps=total_steps, cooldown=cooldown, lr=lr)
 
     curve = run_one(factory, task, steps, seed, observer=record)
     return {"task": task_name, "seed": seed, "steps": steps, "final_valid_loss": curve.valid_loss[-1], **rows}
@@ -95,6 +98,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--weights", default="lhopt-small", help="shipped name or a .safetensors path")
     parser.add_argument("--cooldown", type=float, default=DEFAULT_COOLDOWN, help="LHOPT's cooldown fraction")
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="LHOPT's starting learning rate")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the existing schedules.json")
     args = parser.parse_args()
@@ -102,9 +106,9 @@ def main() -> None:
         plot(json.loads((args.out / "schedules.json").read_text())["runs"], args.out / "schedules.png")
         return
     torch.set_num_threads(1)
-    runs = [trace(t, s, args.weights, args.cooldown) for t in args.tasks.split(",") for s in range(args.seeds)]
+    runs = [trace(t, s, args.weights, args.cooldown, args.lr) for t in args.tasks.split(",") for s in range(args.seeds)]
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"weights": args.weights, "cooldown": args.cooldown, "runs": runs}
+    result = {"weights": args.weights, "cooldown": args.cooldown, "lr": args.lr, "runs": runs}
     atomic_write_text(args.out / "schedules.json", json.dumps(result, indent=1))
     plot(runs, args.out / "schedules.png")
     for r in runs:

@@ -21,9 +21,15 @@ def _mlp_factory(weights: str = "mlp-generalist-fold"):
     return factory
 
 
-def _lhopt_factory(weights: str = "lhopt-wider-e285", cooldown: float = DEFAULT_COOLDOWN):
+def _lhopt_factory(
+    weights: str = "lhopt-wider-e285",
+    cooldown: float = DEFAULT_COOLDOWN,
+    lr: float | None = None,
+    freeze_in_cooldown: bool = False,
+):
     def factory(params, *, total_steps: int) -> LHOPT:
-        return LHOPT(params, weights=weights, total_steps=total_steps, cooldown=cooldown)
+        return LHOPT(params, weights=weights, total_steps=total_steps, cooldown=cooldown, lr=lr,
+                     freeze_in_cooldown=bool(freeze_in_cooldown))  # fmt: skip
 
     return factory
 

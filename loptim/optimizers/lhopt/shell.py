@@ -17,7 +17,7 @@ from torch import Tensor
 
 from loptim.errors import WeightsError
 from loptim.optimizers.flat import meta_sha256
-from loptim.optimizers.lhopt.actions import HEAD_SIZES
+from loptim.optimizers.lhopt.actions import HEAD_SIZES, NOOP_ACTION
 from loptim.optimizers.lhopt.controller import ControlLoop
 from loptim.optimizers.lhopt.inner import PUBLISHED, InnerConfig, InnerHParams, clone_state
 from loptim.optimizers.lhopt.policy import ActorCritic, choose, default_policy
@@ -41,6 +41,7 @@ from loptim.optimizers.versions import (
 )
 
 DEFAULT_COOLDOWN = 0.2  # LHOPT's default cooldown fraction (docs/lhopt.md, Cooldown)
+DEFAULT_LR = 3e-3  # the learning rate a run starts at, 3x the policy's initial 1e-3 (docs/lhopt.md, Starting rate)
 
 
 class LHOPT(torch.optim.Optimizer):
@@ -52,11 +53,14 @@ class LHOPT(torch.optim.Optimizer):
     `loptim.integrations`). Without a loss at some step it reuses the latest one it saw (a lagged loss).
     `observe_validation(loss)` feeds it a validation loss when there is one.
 
-    Param groups carry `lr` (default: the published initial 1e-3) and `weight_decay` (default 1e-2), read at every
-    step: the effective learning rate of a tensor is group["lr"] times the factor the policy has accumulated
-    (hparams.lr / its initial value), so an LR scheduler scales what the policy chooses; weight decay likewise.
+    Param groups carry `lr` (default 3e-3, three times the published initial 1e-3 the policy starts from; with an
+    explicit `hparams`, its lr) and `weight_decay` (default 1e-2), read at every step: the effective learning rate
+    of a tensor is group["lr"] times the factor the policy has accumulated (hparams.lr / its initial value), so an
+    LR scheduler scales what the policy chooses; weight decay likewise.
     `cooldown`: over the last fraction of total_steps the learning rate is also multiplied by a linear decay to 0
     (warmup-stable-decay's cooldown, not in the paper: docs/lhopt.md, Cooldown); 0 runs the policy alone.
+    `freeze_in_cooldown`: the policy's choices in the cooldown are no-ops, so the decay starts from the rate it
+    had reached and nothing moves it (the policy otherwise keeps acting and may raise its rate against the decay).
     Parameters whose `.grad` is None are skipped. The AdamW moments live on the parameters' device in their dtype
     (as torch.optim.AdamW's); the policy's features are float64 on the host (one synchronization per step, which
     the published rolling-max clipping needs anyway). A non-finite gradient or loss raises `loptim.DivergedError`
@@ -77,8 +81,9 @@ class LHOPT(torch.optim.Optimizer):
         maximize: bool = False,
         decisions: int = 32,
         cooldown: float = DEFAULT_COOLDOWN,
+        freeze_in_cooldown: bool = False,
         policy: ActorCritic | None = None,
-        hparams: InnerHParams = InnerHParams(),
+        hparams: InnerHParams | None = None,
         inner_config: InnerConfig = PUBLISHED,
         sample_actions: bool = False,
         seed: int = 0,
@@ -86,12 +91,15 @@ class LHOPT(torch.optim.Optimizer):
     ) -> None:
         if not isinstance(total_steps, int) or total_steps < 1 or not isinstance(decisions, int) or decisions < 1:
             raise ValueError(f"LHOPT needs total_steps >= 1 and decisions >= 1, got {total_steps} and {decisions}")
-        lr = hparams.lr if lr is None else lr
+        if lr is None:
+            lr = DEFAULT_LR if hparams is None else hparams.lr
+        hparams = InnerHParams() if hparams is None else hparams
         weight_decay = hparams.weight_decay if weight_decay is None else weight_decay
         check_hyperparameters("LHOPT", lr=lr, weight_decay=weight_decay, nonfinite=nonfinite)
         if not 0.0 <= cooldown < 1.0:
             raise ValueError(f"LHOPT's cooldown is a fraction of total_steps in [0, 1), got {cooldown}")
         self.cooldown = float(cooldown)
+        self.freeze_in_cooldown = bool(freeze_in_cooldown)
         super().__init__(params, defaults={"lr": lr, "weight_decay": weight_decay, "maximize": maximize})
         if policy is None:
             with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep the user's
@@ -219,7 +227,10 @@ class LHOPT(torch.optim.Optimizer):
         """The policy's choice (greedy unless `sample_actions`) on `observation`; keeps its recurrent state."""
         self.last_observation = observation  # for logs and tests; not part of the state
         logits, _, self.lstm_state = self.policy.step(observation.float().unsqueeze(0), self.lstm_state)
-        return choose(logits, HEAD_SIZES, self.generator if self.sample_actions else None)[0].tolist()
+        action = choose(logits, HEAD_SIZES, self.generator if self.sample_actions else None)[0].tolist()
+        if self.freeze_in_cooldown and cooldown_factor(self.step_count, self.total_steps, self.cooldown) < 1.0:
+            return list(NOOP_ACTION)
+        return action
 
     def state_dict(self) -> dict[str, Any]:
         """torch.optim's layout (`state`: each parameter's AdamW moments; `param_groups`) plus a `loptim` header
@@ -318,4 +329,4 @@ def load_policy(weights: str) -> ActorCritic:
     return policy
 
 
-__all__ = ["DEFAULT_COOLDOWN", "LHOPT", "MissingLossError", "cooldown_factor", "load_policy"]
+__all__ = ["DEFAULT_COOLDOWN", "DEFAULT_LR", "LHOPT", "MissingLossError", "cooldown_factor", "load_policy"]
