@@ -112,8 +112,9 @@ def main() -> None:
     atomic_write_text(args.out / "schedules.json", json.dumps(result, indent=1))
     plot(runs, args.out / "schedules.png")
     for r in runs:
-        print(f"{r['task']:18s} seed {r['seed']}: lr {r['lr'][0]:.2g} -> max {max(r['lr']):.2g} -> "
-              f"final {r['lr'][-1]:.2g} (applied {r['applied_lr'][-1]:.2g}); "
+        applied = r["applied_lr"]
+        print(f"{r['task']:18s} seed {r['seed']}: applied lr {applied[0]:.2g} -> max {max(applied):.2g} -> "
+              f"final {applied[-1]:.2g} (the policy's own: {r['lr'][0]:.2g} -> {r['lr'][-1]:.2g}); "
               f"final valid {r['final_valid_loss']:.4f}")  # fmt: skip
 
 
