@@ -1,7 +1,7 @@
 """What trains a task: hand-designed baselines and learned optimizers, by name."""
 
 from loptim.optimizers.lhopt import LHOPT
-from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN
+from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN, DEFAULT_LR
 from loptim.optimizers.lstm import LSTMOptimizer
 from loptim.optimizers.mlp import MLPOptimizer
 from loptim.optimizers.registry import LEARNED
@@ -24,7 +24,7 @@ def _mlp_factory(weights: str = "mlp-generalist-fold"):
 def _lhopt_factory(
     weights: str = "lhopt-wider-e285",
     cooldown: float = DEFAULT_COOLDOWN,
-    lr: float | None = None,
+    lr: float = DEFAULT_LR,  # explicit, so that a suite's run cache names the rate it ran at
     freeze_in_cooldown: bool = False,
 ):
     def factory(params, *, total_steps: int) -> LHOPT:
