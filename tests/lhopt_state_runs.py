@@ -22,7 +22,7 @@ def _problem() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
 def _optimizer(name: str, params: list[torch.Tensor]) -> LHOPT:
     if name == "sampled-policy":
         policy = ActorCritic(PolicyConfig(OBS_DIM, HEAD_SIZES), torch.Generator().manual_seed(15))
-        return LHOPT(params, total_steps=100, decisions=25, policy=policy, sample_actions=True)
+        return LHOPT(params, total_steps=100, decisions=25, policy=policy, sample_actions=True, lr=1e-3)  # as recorded
     return LHOPT(params, "lhopt-small", total_steps=100, decisions=25, hparams=InnerHParams(lr=0.02))
 
 
