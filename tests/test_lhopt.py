@@ -29,6 +29,7 @@ from loptim.optimizers.lhopt.features import (
     tensor_stats,
 )
 from loptim.optimizers.lhopt.inner import PLAIN_ADAMW, PUBLISHED, InnerHParams, init_inner_state, inner_step
+from loptim.optimizers.lhopt.shell import DEFAULT_LR
 
 HEAD = {head.name: i for i, head in enumerate(ACTION_HEADS)}
 
@@ -412,6 +413,34 @@ def test_cooldown_equals_the_same_multiplier_through_an_lr_scheduler():
     uncooled = [weight.clone().requires_grad_(), bias.clone().requires_grad_()]
     _train(LHOPT(uncooled, total_steps=40, decisions=8, cooldown=0.0), uncooled, inputs, targets, 40)
     assert not torch.equal(uncooled[0], a[0])  # and the cooldown changed the run
+
+
+def test_applied_lrs_are_the_rates_the_steps_apply():
+    """Known answers: at the start each group's own rate; in the cooldown the policy's rate scaled by the group's
+    factor and the linear decay; at the end 0. And a step at the applied rate moves a parameter by lr times the
+    first AdamW update, whose size is 1 per coordinate (m_hat / sqrt(v_hat) = sign g at step 1)."""
+    from loptim.optimizers.lhopt.shell import cooldown_factor
+
+    a, b = torch.zeros(4, requires_grad=True), torch.zeros(4, requires_grad=True)
+    opt = LHOPT([{"params": [a]}, {"params": [b], "lr": 5e-3}], total_steps=20, decisions=4, cooldown=0.5,
+                weight_decay=0.0)  # fmt: skip
+    assert opt.applied_lrs() == pytest.approx([DEFAULT_LR, 5e-3])
+    expected = opt.applied_lrs()
+    ((a - 1.0) ** 2 + (b + 1.0) ** 2).sum().backward()
+    opt.step(loss=1.0)
+    assert a.detach() == pytest.approx(torch.full((4,), expected[0]), rel=1e-5)
+    assert b.detach() == pytest.approx(torch.full((4,), -expected[1]), rel=1e-5)
+    for _ in range(14):
+        opt.zero_grad()
+        ((a - 1.0) ** 2 + (b + 1.0) ** 2).sum().backward()
+        opt.step(loss=1.0)
+    factor = cooldown_factor(15, 20, 0.5)  # 0.5: five steps of ten left
+    assert opt.applied_lrs() == pytest.approx([opt.hparams.lr * 3 * factor, opt.hparams.lr * 5 * factor])
+    for _ in range(5):
+        opt.zero_grad()
+        ((a - 1.0) ** 2 + (b + 1.0) ** 2).sum().backward()
+        opt.step(loss=1.0)
+    assert opt.applied_lrs() == [0.0, 0.0]
 
 
 def test_freeze_in_cooldown_keeps_the_policys_rate_through_the_cooldown_and_nothing_else():

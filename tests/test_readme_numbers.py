@@ -64,6 +64,19 @@ def test_overhead_table_matches_overhead_json():
         assert line in README, line
 
 
+def test_other_overhead_runs_quoted_in_the_readme_match_their_files():
+    """The README names two more runs of overhead.py beside its table: their LSTM rows and matmul rates."""
+    runs = sorted((ROOT / "benchmarks/results/overhead-runs").glob("*.json"))
+    assert len(runs) == 2
+    for path in runs:
+        run = json.loads(path.read_text())
+        lstm = next(r for r in run["rows"] if r["optimizer"] == "lstm" and r["params"] == 814_090)
+        quoted = (f"{100 * lstm['fraction_of_matmul']:.0f}% (matmul {run['matmul_gflops']:.1f}",
+                  f"{lstm['update_ms']:.0f} ms)")  # fmt: skip
+        for text in quoted:
+            assert text in " ".join(README.split()), (path.name, text)
+
+
 def test_suite_tables_match_suite_json():
     """The suite's committed table (benchmarks/suite/README.md) and the README's summary come from suite.json."""
     from loptim.evaluate.suite_report import table_markdown

@@ -24,7 +24,7 @@ from loptim.evaluate.harness import run_one
 from loptim.io import atomic_write_text
 from loptim.meta.lhopt_trainer import HELD_OUT_TASKS
 from loptim.optimizers.lhopt import LHOPT
-from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN, DEFAULT_LR, cooldown_factor
+from loptim.optimizers.lhopt.shell import DEFAULT_COOLDOWN, DEFAULT_LR
 from loptim.optimizers.schedules import schedule
 from loptim.tasks import get_task
 
@@ -44,8 +44,7 @@ def trace(
         if done == 1 or done % optimizer.interval == 0 or done == steps:
             rows["step"].append(done)
             hparams = dataclasses.asdict(optimizer.hparams)
-            scale = optimizer.param_groups[0]["lr"] / optimizer.controller["initial_hparams"].lr  # the run's lr
-            rows["applied_lr"].append(float(hparams["lr"]) * scale * cooldown_factor(done, steps, optimizer.cooldown))
+            rows["applied_lr"].append(optimizer.applied_lrs()[0])
             for name in CONTROLLED:
                 rows[name].append(float(hparams[name]))
 

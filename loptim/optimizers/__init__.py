@@ -29,7 +29,7 @@ def _lhopt_factory(
 ):
     def factory(params, *, total_steps: int) -> LHOPT:
         return LHOPT(params, weights=weights, total_steps=total_steps, cooldown=cooldown, lr=lr,
-                     freeze_in_cooldown=bool(freeze_in_cooldown))  # fmt: skip
+                     freeze_in_cooldown=freeze_in_cooldown)  # fmt: skip
 
     return factory
 

@@ -202,12 +202,23 @@ class LHOPT(torch.optim.Optimizer):
             index -= len(group["params"])
         raise IndexError(index)
 
+    def _lr_scale(self, group: dict[str, Any], decay: float) -> float:
+        """A param group's factor on the policy's learning rate: its lr over the policy's initial one, times the
+        cooldown's `decay`."""
+        return float(group["lr"]) / self.controller["initial_hparams"].lr * decay
+
+    def applied_lrs(self) -> list[float]:
+        """The learning rate the next step applies in each param group: the policy's, times the group's factor and
+        the cooldown (for logs and plots; `hparams.lr` is the policy's own)."""
+        decay = cooldown_factor(self.step_count, self.total_steps, self.cooldown)
+        return [self.loop.hparams.lr * self._lr_scale(g, decay) for g in self.param_groups]
+
     def _group_scales(self, active: list[int]) -> dict[str, list[float] | None]:
         """The active tensors' learning-rate scales and weight decays from their param groups (None: the defaults)."""
         hparams, initial = self.loop.hparams, self.controller["initial_hparams"]
         groups = [self._group(i) for i in active]
         decay = cooldown_factor(self.step_count, self.total_steps, self.cooldown)
-        lr_scales = [float(g["lr"]) / initial.lr * decay for g in groups]
+        lr_scales = [self._lr_scale(g, decay) for g in groups]
         decay_factor = hparams.weight_decay / initial.weight_decay if initial.weight_decay > 0 else 1.0
         decays = [float(g["weight_decay"]) * decay_factor for g in groups]
         if all(s == 1.0 for s in lr_scales) and all(d == hparams.weight_decay for d in decays):
