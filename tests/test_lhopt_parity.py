@@ -13,7 +13,7 @@ from torch import Tensor
 from loptim import LHOPT
 from loptim.errors import DivergedError
 from loptim.meta.lhopt_families import sample_task
-from loptim.meta.lhopt_rollout import BATCH_SALT, EpisodeSpec, inner_run, valid_loss, valid_set
+from loptim.meta.lhopt_rollout import BATCH_SALT, EpisodeSpec, cooldown_schedule, inner_run, valid_loss, valid_set
 from loptim.optimizers.lhopt import (
     ACTION_HEADS,
     HEAD_SIZES,
@@ -62,7 +62,7 @@ def _spec(seed: int = 5, steps: int = 50, decisions: int = 8) -> EpisodeSpec:
     return EpisodeSpec(seed, "noisy-quadratic", task, steps, decisions, InnerHParams(lr=0.02, weight_decay=1e-3))
 
 
-def _shell_run(spec: EpisodeSpec, policy: ScriptedPolicy) -> tuple[dict[str, Tensor], LHOPT]:
+def _shell_run(spec: EpisodeSpec, policy: ScriptedPolicy, cooldown: float = 0.0) -> tuple[dict[str, Tensor], LHOPT]:
     initial = spec.task.init(torch.Generator().manual_seed(spec.seed))
     params = {name: value.detach().clone().requires_grad_(True) for name, value in initial.items()}
     opt = LHOPT(
@@ -72,7 +72,7 @@ def _shell_run(spec: EpisodeSpec, policy: ScriptedPolicy) -> tuple[dict[str, Ten
         policy=policy,
         hparams=spec.hparams,
         inner_config=PUBLISHED,
-        cooldown=0.0,  # meta-training's episodes have none: the cooldown is a deployment option (docs/lhopt.md)
+        cooldown=cooldown,  # 0: the shell as episodes without LHOPTRecipe.cooldown run it (docs/lhopt.md)
     )
     batches = spec.task.batches("train", torch.Generator().manual_seed(spec.seed ^ BATCH_SALT))
     for _ in range(spec.steps):
@@ -98,6 +98,24 @@ def test_the_shell_and_an_episode_show_the_policy_identical_observations():
     assert valid_loss(spec.task, params, valid_set(spec.task, spec.seed, 2)) == result.final_loss
     episode_actions = torch.stack(result.rows["actions"]).tolist()
     assert episode_actions == [SCRIPT[k % len(SCRIPT)] for k in range(len(episode_actions))]
+
+
+def test_an_episode_trained_as_deployed_follows_the_shells_cooldown():
+    # LHOPTRecipe.cooldown: the policy run of an episode applies the shell's cooldown multiplier at every step, so
+    # the policy sees the same observations and the run ends where the shell's does; without it, it does not.
+    spec = _spec(steps=60)
+    shell_policy, episode_policy, plain_policy = ScriptedPolicy(), ScriptedPolicy(), ScriptedPolicy()
+    params, _ = _shell_run(spec, shell_policy, cooldown=0.3)
+    schedule = cooldown_schedule(spec.steps, 0.3)
+    assert schedule is not None and cooldown_schedule(spec.steps, 0.0) is None
+    assert [schedule(s) for s in (0, 41, 42, 51, 59)] == pytest.approx([1.0, 1.0, 1.0, 0.5, 1 / 18])
+    result = inner_run(spec, PUBLISHED, 2, 0, policy=episode_policy, lr_schedule=schedule)
+    plain = inner_run(spec, PUBLISHED, 2, 0, policy=plain_policy)
+    for shown_by_shell, shown_in_episode in zip(shell_policy.seen, episode_policy.seen, strict=True):
+        torch.testing.assert_close(shown_by_shell, shown_in_episode)
+    shell_loss = valid_loss(spec.task, params, valid_set(spec.task, spec.seed, 2))
+    assert result.final_loss == pytest.approx(shell_loss, rel=1e-5)
+    assert abs(plain.final_loss - shell_loss) > 1e-3 * shell_loss
 
 
 def test_an_episode_that_observes_validation_losses_shows_other_observations():

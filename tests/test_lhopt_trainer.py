@@ -14,7 +14,9 @@ from loptim.cli import main
 from loptim.errors import SuiteDataError
 from loptim.meta.lhopt_families import HELD_OUT_DATA, TRAIN_FAMILIES, task_dataset
 from loptim.meta.lhopt_rollout import (
+    cooldown_schedule,
     draw_episode,
+    inner_run,
     potential,
     relative_reward,
     run_episode,
@@ -155,6 +157,19 @@ def test_shaped_rewards_of_an_episode_sum_to_its_return():
     assert not torch.equal(episodes[0].obs[0], episodes[1].obs[0])
     again = run_episode(recipe, policy, 3)
     assert torch.equal(again.obs, episodes[0].obs) and torch.equal(again.actions, episodes[0].actions)
+
+
+def test_a_recipe_with_a_cooldown_runs_its_policy_under_it_and_its_reference_without():
+    # LHOPTRecipe.cooldown trains as loptim.LHOPT deploys: the policy's run (only) under the shell's cooldown.
+    recipe, policy = _tiny(cooldown=0.3), make_policy(_tiny())
+    cooled, plain = run_episode(recipe, policy, 3, greedy=True), run_episode(_tiny(), policy, 3, greedy=True)
+    spec = draw_episode(recipe.families, recipe.inner_steps, recipe.decisions, 3)
+    valid = (recipe.valid_batches, recipe.observe_valid_batches)
+    direct = inner_run(spec, recipe.inner, *valid, policy, lr_schedule=cooldown_schedule(spec.steps, 0.3))
+    assert cooled.final_loss == direct.final_loss and cooled.reference_loss == plain.reference_loss
+    assert cooled.final_loss != plain.final_loss
+    with pytest.raises(ValueError, match="cooldown"):
+        _tiny(cooldown=1.0)
 
 
 def _fixed_choice_policy(recipe, action):

@@ -26,6 +26,7 @@ from loptim.meta.lhopt_reference import (
 )
 from loptim.meta.ppo import act
 from loptim.optimizers.lhopt import ActorCritic, ControlLoop, InnerConfig, InnerHParams, randomize_hparams
+from loptim.optimizers.lhopt.shell import cooldown_factor
 from loptim.tasks.base import Task, log_uniform_int
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ def inner_run(
     None), after seeing the validation loss on the first `observe_valid_batches` of the episode's `valid_batches`
     validation minibatches (all score the end; 0: the policy sees none, as a shell nobody feeds validation losses).
     With `reference_windows`, the critic also sees the current potential phi_k (docs/lhopt.md), else 0.
-    `lr_schedule` (reference runs) multiplies the learning rate of inner step `step` (0-based) by lr_schedule(step).
+    `lr_schedule` (reference runs' warm-up and cosine, policy runs' cooldown) multiplies the learning rate of inner
+    step `step` (0-based) by lr_schedule(step).
 
     The loop's nonfinite mode is "stop": a run stops early, diverged, when its loss is not finite and no restart
     register holds a state to go back to; its remaining decision windows count as inf."""
@@ -245,6 +247,14 @@ def reference_run(recipe: LHOPTRecipe, spec: EpisodeSpec, reference_lrs: dict[st
     return inner_run(replace(spec, hparams=hparams), REFERENCE_CONFIG, *valid, lr_schedule=schedule)
 
 
+def cooldown_schedule(steps: int, cooldown: float) -> Callable[[int], float] | None:
+    """The learning-rate multiplier `loptim.LHOPT(cooldown=...)` applies at each inner step of a `steps`-step run
+    (shell.cooldown_factor; None for no cooldown), for policy runs trained as deployed (LHOPTRecipe.cooldown)."""
+    if cooldown <= 0.0:
+        return None
+    return lambda step: cooldown_factor(step, steps, cooldown)
+
+
 def meta_valid_spec(recipe: LHOPTRecipe, index: int, seed: int) -> EpisodeSpec:
     """Meta-validation episode `index` (checkpoint selection): entry index mod len(recipe.valid_families) of
     META_VALID_FAMILIES (variants no training entry draws), task drawn from `seed` (an evaluation seed no training
@@ -279,7 +289,8 @@ def run_episode(
         reference = reference_run(recipe, spec, reference_lrs)
         reference_loss, reference_windows = reference.final_loss, reference.window_losses
     generator = None if greedy else torch.Generator().manual_seed(spec.seed ^ ACTION_SALT)
-    result = inner_run(spec, recipe.inner, *valid, policy, generator, reference_windows, recipe.reward_clip)
+    schedule = cooldown_schedule(spec.steps, recipe.cooldown)
+    result = inner_run(spec, recipe.inner, *valid, policy, generator, reference_windows, recipe.reward_clip, schedule)
     rows, final, diverged = result.rows, result.final_loss, result.diverged
     reward = relative_reward(reference_loss, final, recipe.reward_clip)
     per_decision = shaped_rewards(result.potentials, reward)

@@ -186,6 +186,10 @@ class LHOPTRecipe:
     valid_steps: tuple[int, ...] = (300, 1000)  # meta-validation lengths, cycled
     valid_decisions: int = 32  # the shell's deployment default
     init_from: str | None = None  # LHOPT weights to start from (the curriculum of heads; lhopt_trainer.make_policy)
+    # The deployment's cooldown inside every policy run (training and meta-validation episodes; not the reference):
+    # the policy's learning rate times shell.cooldown_factor over the last `cooldown` of the run (docs/lhopt.md,
+    # Cooldown in episodes); 0: the policy alone, as before.
+    cooldown: float = 0.0
 
     def __post_init__(self) -> None:
         from loptim.meta.lhopt_families import check_families
@@ -211,6 +215,8 @@ class LHOPTRecipe:
         unknown_valid = set(self.valid_families) - set(META_VALID_FAMILIES)
         if unknown_valid:
             raise ValueError(f"no meta-validation family {sorted(unknown_valid)}; known: {list(META_VALID_FAMILIES)}")
+        if not 0.0 <= self.cooldown < 1.0:
+            raise ValueError(f"cooldown is a fraction of an episode's steps in [0, 1), got {self.cooldown}")
         if not self.sweep_lrs or self.sweep_seeds < 1 or not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"sweep_lrs non-empty, sweep_seeds >= 1, 0 <= warmup_fraction < 1 in {self}")
         sizes = (self.rollouts, self.workers, self.epochs, self.eval_every, self.eval_rollouts, self.hidden)
@@ -382,6 +388,15 @@ RECIPES.add(
         name="lhopt-wider-wd",
         controlled=("lr", "weight_decay"),
         init_from="lhopt-wider-e285",
+    ),
+)
+# Trained as deployed: lhopt-wider's recipe with loptim.LHOPT's default cooldown inside every policy run, from the
+# default lhopt-wider-e285 (campaigns/lhopt-wider-cool/README.md): the policy has only ever seen runs it had to
+# anneal itself, while the shell anneals the last 20% for it.
+RECIPES.add(
+    "lhopt-wider-cool",
+    lambda: dataclasses.replace(
+        RECIPES.get("lhopt-wider"), name="lhopt-wider-cool", cooldown=0.2, init_from="lhopt-wider-e285"
     ),
 )
 RECIPES.add(
