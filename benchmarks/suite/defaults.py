@@ -16,12 +16,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from loptim.evaluate.suite_report import SUMMARY_HEADER, summary_cells
+
 RESULTS = Path(__file__).resolve().parent / "results"
-HEADER = (
-    "| optimizer | judged against | results | final-loss ratio, geometric mean | final-loss ratio, IQM "
-    "| median speedup (steps) | tasks above 1 (all seeds) | tasks diverged "
-    "| final loss over tuned Adam's, geometric mean |"
-)
+HEADER = SUMMARY_HEADER + " judged against | results | final loss over tuned Adam's, geometric mean |"
 
 
 def over_tuned_adam(results: dict[str, Any], label: str) -> float | None:
@@ -39,18 +37,17 @@ def over_tuned_adam(results: dict[str, Any], label: str) -> float | None:
 
 
 def rows(folder: str, labels: list[str], results_dir: Path = RESULTS) -> list[str]:
-    """The summary rows of `labels` in `folder`'s suite.json, each with its reference and folder."""
+    """The summary rows of `labels` in `folder`'s suite.json (suite_report's cells), then each one's reference,
+    folder and final loss over tuned Adam's."""
     results: dict[str, Any] = json.loads((results_dir / folder / "suite.json").read_text())
     lines = []
     for label in labels:
         if label not in results["summary"]:
             raise SystemExit(f"no optimizer '{label}' in {folder}; it has {', '.join(results['summary'])}")
-        s = results["summary"][label]
         references = {task["optimizers"][label]["reference"] for task in results["tasks"].values()}
         against = "itself" if references == {label} else " and ".join(f"tuned {r}" for r in sorted(references))
-        cells = [label, against, f"`{folder}`", _cell(s["final_loss_ratio_geomean"]),
-                 _cell(s["final_loss_ratio_iqm"]), f"{s['median_speedup']:.2f}", str(s["tasks_above_1"]),
-                 str(s["tasks_diverged"]), _cell(over_tuned_adam(results, label))]  # fmt: skip
+        extra = [against, f"`{folder}`", _cell(over_tuned_adam(results, label))]
+        cells = summary_cells(label, results["summary"][label]) + extra
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -61,7 +58,7 @@ def _cell(value: float | None) -> str:
 
 def table(specs: list[str], results_dir: Path = RESULTS) -> str:
     """The whole table for arguments FOLDER:LABEL[,LABEL...]."""
-    lines = [HEADER, "|---|---|---|---|---|---|---|---|---|"]
+    lines = [HEADER, "|---" * HEADER.count(" | ") + "|---|"]
     for spec in specs:
         folder, sep, labels = spec.partition(":")
         if not sep or not labels:

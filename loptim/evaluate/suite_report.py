@@ -180,6 +180,20 @@ def _hyper(hyperparameters: dict[str, Any]) -> str:
     return ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in hyperparameters.values())
 
 
+SUMMARY_HEADER = (
+    "| optimizer | tasks | final-loss ratio, geometric mean | final-loss ratio, IQM | median speedup (steps) "
+    "| median speedup (seconds) | tasks above 1 (all seeds) | tasks diverged |"
+)
+
+
+def summary_cells(label: str, s: dict[str, Any]) -> list[str]:
+    """The cells of one optimizer's row of the summary table (SUMMARY_HEADER), from summarize_suite's entry."""
+    geo, iqm = s["final_loss_ratio_geomean"], s["final_loss_ratio_iqm"]
+    return [label, str(s["tasks"]), "-" if geo is None else f"{geo:.3f}", "-" if iqm is None else f"{iqm:.3f}",
+            f"{s['median_speedup']:.2f}", f"{s['median_wallclock_speedup']:.2f}", str(s["tasks_above_1"]),
+            str(s["tasks_diverged"])]  # fmt: skip
+
+
 def table_markdown(results: dict[str, Any]) -> str:
     """One markdown table (a row per task and optimizer) and the summary table beneath it."""
     seeds = results["protocol"]["report_seeds"]
@@ -197,18 +211,9 @@ def table_markdown(results: dict[str, Any]) -> str:
                      _x(j["speedup"]), _x(j["wallclock_speedup"]), j["verdict"],
                      f"{timing['per_step_ms']:.2f} ({100 * timing['optimizer_share']:.0f}%)", _cost(j)]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "| optimizer | tasks | final-loss ratio, geometric mean | final-loss ratio, IQM | median speedup (steps) "
-        "| median speedup (seconds) | tasks above 1 (all seeds) | tasks diverged |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines += ["", SUMMARY_HEADER, "|---|---|---|---|---|---|---|---|"]
     for label, s in results["summary"].items():
-        geo, iqm = s["final_loss_ratio_geomean"], s["final_loss_ratio_iqm"]
-        cells = [label, str(s["tasks"]), "-" if geo is None else f"{geo:.3f}", "-" if iqm is None else f"{iqm:.3f}",
-                 f"{s['median_speedup']:.2f}", f"{s['median_wallclock_speedup']:.2f}", str(s["tasks_above_1"]),
-                 str(s["tasks_diverged"])]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(summary_cells(label, s)) + " |")
     if results.get("command"):
         lines += ["", f"Command: `{results['command']}`"]
     return "\n".join(lines) + "\n"
